@@ -1,0 +1,35 @@
+# Attention in Vision: two commands on a fresh machine with Python 3.11+.
+#   make book   create .venv if missing, install everything, execute every notebook,
+#               build the HTML book into _build/html (Sphinx warnings are errors)
+#   make test   run every test (unit, export sync, nbval, papermill, book build)
+# Other targets: make export (regenerate attention_lib from the notebooks), make clean.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test export clean venv
+
+venv: $(STAMP)
+
+# The stamp is rebuilt when the declared dependencies change.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[book,test]"
+	touch $(STAMP)
+
+# The book executes every notebook in smoke mode (cheap on a CPU); results of real
+# runs come from book/results/, never from this build.
+book: $(STAMP)
+	ATTENTION_LIB_SMOKE=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+export: $(STAMP)
+	$(BIN)/python -m attention_lib.exporter
+
+clean:
+	rm -rf _build

@@ -1,0 +1,60 @@
+# Hand-written support module (not generated from a notebook).
+"""Argument and input checks shared by every attention module.
+
+Each check raises an error whose message names the offending argument and says
+what was expected, so a wrong channel count or a bad hyperparameter is caught
+where the module is built or called rather than deep inside a convolution.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+__all__ = ["check_int", "check_feature_map"]
+
+
+def check_int(value: object, name: str, minimum: int | None = 1) -> int:
+    """Return ``value`` if it is an integer no smaller than ``minimum``.
+
+    Args:
+        value: the argument to check.
+        name: the argument's name, used in the error message.
+        minimum: smallest accepted value, or ``None`` for no bound.
+
+    Raises:
+        TypeError: ``value`` is not an integer (``bool`` and ``float`` are refused).
+        ValueError: ``value`` is smaller than ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_feature_map(x: torch.Tensor, channels: int, module: str) -> None:
+    """Check that ``x`` is a 4-D ``(batch, channels, height, width)`` tensor.
+
+    Args:
+        x: the module's input.
+        channels: the channel count the module was built for.
+        module: the module's name, used in the error message.
+
+    Raises:
+        TypeError: ``x`` is not a tensor.
+        ValueError: ``x`` is not 4-D or has another number of channels.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{module}: input x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(
+            f"{module}: input x must be 4-D (batch, channels, height, width), "
+            f"got {x.dim()}-D with shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{module}: input x must have {channels} channels (the module's `channels`), "
+            f"got {x.shape[1]} in shape {tuple(x.shape)}"
+        )
