@@ -12,7 +12,19 @@ convenience::
     torch.Size([2, 64, 8, 8])
 """
 
+from attention_lib.bam import BAM, BAMChannelBranch, BAMSpatialBranch
+from attention_lib.cbam import CBAM, ChannelAttention, SpatialAttention
+from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3, eca_kernel_size
+from attention_lib.gather_excite import GatherExcite
+from attention_lib.selective_kernel import SelectiveKernel, SKBranch, same_padding
 from attention_lib.squeeze_excitation import SE, bottleneck_width
 
-__all__ = ["SE", "bottleneck_width"]
+__all__ = [
+    "SE", "bottleneck_width",
+    "SEVar1", "SEVar2", "SEVar3", "ECA", "eca_kernel_size",
+    "ChannelAttention", "SpatialAttention", "CBAM",
+    "BAMChannelBranch", "BAMSpatialBranch", "BAM",
+    "GatherExcite",
+    "SKBranch", "SelectiveKernel", "same_padding",
+]
 __version__ = "0.1.0"

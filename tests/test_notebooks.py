@@ -22,7 +22,9 @@ def load(path):
 
 def test_there_are_chapters():
     names = [p.name for p in NOTEBOOKS]
-    assert "00_introduction.ipynb" in names and "01_squeeze_excitation.ipynb" in names
+    for chapter in ("00_introduction", "01_squeeze_excitation", "02_efficient_channel_attention", "03_cbam",
+                    "04_bam", "05_gather_excite", "06_selective_kernel"):
+        assert f"{chapter}.ipynb" in names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -54,7 +56,7 @@ def test_colab_install_cell_is_first_and_identical_everywhere():
 
 def test_every_notebook_is_in_the_table_of_contents():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [entry["file"] for entry in toc["chapters"]]
+    files = [entry["file"] for part in toc["parts"] for entry in part["chapters"]]
     for path in NOTEBOOKS:
         assert f"notebooks/{path.stem}" in files
     for name in files + [toc["root"]]:
@@ -81,3 +83,15 @@ def test_papermill_run_with_injected_parameters(tmp_path):
     assert "held-out accuracy after 2 epochs" in printed
     assert "SE adds 2,530,992 parameters to ResNet-50" in printed
     assert not any(o.get("output_type") == "error" for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+
+
+def test_errata_page_names_tests_that_exist():
+    """Every test the errata appendix cites must exist, so the page cannot drift."""
+    import re
+
+    page = (ROOT / "book" / "errata.md").read_text()
+    cited = re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", page)
+    assert len(cited) >= 18
+    for path, name in cited:
+        source = (ROOT / path).read_text()
+        assert re.search(rf"^def {name}\(", source, flags=re.M), f"{path}::{name} is cited in book/errata.md but missing"
