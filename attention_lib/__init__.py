@@ -10,12 +10,16 @@ convenience::
     >>> from attention_lib import SE
     >>> SE(64)(torch.randn(2, 64, 8, 8)).shape
     torch.Size([2, 64, 8, 8])
+
+Backbones with attention placed as in the papers come from :func:`create_model`
+(``attention_lib.models``); training from ``python -m attention_lib.train``.
 """
 
 from attention_lib.bam import BAM, BAMChannelBranch, BAMSpatialBranch
 from attention_lib.cbam import CBAM, ChannelAttention, SpatialAttention
 from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3, eca_kernel_size
 from attention_lib.gather_excite import GatherExcite
+from attention_lib.models import AttentionRecorder, create_model
 from attention_lib.selective_kernel import SelectiveKernel, SKBranch, same_padding
 from attention_lib.squeeze_excitation import SE, bottleneck_width
 
@@ -26,5 +30,6 @@ __all__ = [
     "BAMChannelBranch", "BAMSpatialBranch", "BAM",
     "GatherExcite",
     "SKBranch", "SelectiveKernel", "same_padding",
+    "create_model", "AttentionRecorder",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,224 @@
+# Hand-written support module (not generated from a notebook).
+"""Attention-equipped torchvision backbones, placed as the papers place them.
+
+``create_model(arch, attention, num_classes, **attention_kwargs)`` builds one of
+torchvision's ResNet-18/34/50/101, ResNeXt-50 32×4d or MobileNetV2 and inserts an
+attention module from this library:
+
+* ``"se"``, ``"eca"``, ``"cbam"``, ``"ge"``: in every residual block, on the residual
+  branch after the last batch norm and before the addition with the shortcut (for
+  MobileNetV2, after the projection's batch norm of every inverted residual block);
+* ``"bam"``: after stages 1, 2 and 3 only (for MobileNetV2, at the ends of the 56×56,
+  28×28 and 14×14 stages, before each down-sampling block);
+* ``"sk"``: replaces the 3×3 convolution of every block (its batch norm moves into the
+  SK branches), e.g. SKNet-50 from ResNeXt-50; ResNets and ResNeXt only.
+
+:class:`AttentionRecorder` reads the attention maps out of any model that contains
+this library's modules, through forward hooks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.mobilenetv2 import InvertedResidual
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from attention_lib.bam import BAM
+from attention_lib.cbam import CBAM
+from attention_lib.efficient_channel_attention import ECA
+from attention_lib.gather_excite import GatherExcite
+from attention_lib.selective_kernel import SelectiveKernel
+from attention_lib.squeeze_excitation import SE
+
+__all__ = ["ARCHS", "ATTENTIONS", "create_model", "attention_modules", "AttentionRecorder",
+           "count_parameters", "count_flops"]
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "mobilenet_v2")
+ATTENTIONS = (None, "se", "eca", "cbam", "bam", "ge", "sk")
+ATTENTION_TYPES = (SE, ECA, CBAM, BAM, GatherExcite, SelectiveKernel)
+
+_BLOCK_ATTENTION: dict[str, Callable[..., nn.Module]] = {"se": SE, "eca": ECA, "cbam": CBAM, "ge": GatherExcite}
+
+
+def _residual_blocks(model: nn.Module) -> Iterator[nn.Module]:
+    for module in model.modules():
+        if isinstance(module, (BasicBlock, Bottleneck)) or (isinstance(module, InvertedResidual)
+                                                               and module.use_res_connect):
+            yield module
+
+
+def _last_norm(block: nn.Module) -> tuple[nn.Module, str, nn.BatchNorm2d]:
+    """(parent, attribute name, BN) of the batch norm that ends a block's residual branch."""
+    if isinstance(block, Bottleneck):
+        return block, "bn3", block.bn3
+    if isinstance(block, BasicBlock):
+        return block, "bn2", block.bn2
+    index = str(len(block.conv) - 1)  # InvertedResidual: conv = [..., project conv, BN]
+    return block.conv, index, block.conv[-1]
+
+
+def _spatial_sizes(model: nn.Module, norms: list[nn.Module], image_size: int) -> dict[int, tuple[int, int]]:
+    """Output (h, w) of each module in ``norms`` for an input of ``image_size`` pixels."""
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        sizes[id(module)] = tuple(output.shape[-2:])  # a hook must return None: it would replace the output
+
+    hooks = [norm.register_forward_hook(record) for norm in norms]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
+    model.train(was_training)
+    for hook in hooks:
+        hook.remove()
+    return sizes
+
+
+def _add_block_attention(model: nn.Module, attention: str, image_size: int, kwargs: dict) -> None:
+    factory = _BLOCK_ATTENTION[attention]
+    places = [_last_norm(block) for block in _residual_blocks(model)]
+    sizes = _spatial_sizes(model, [norm for _, _, norm in places], image_size) if attention == "ge" else {}
+    for parent, name, norm in places:
+        options = dict(kwargs)
+        if attention == "ge":
+            options.setdefault("spatial_size", sizes[id(norm)])
+        module = factory(norm.num_features, **options)
+        setattr(parent, name, nn.Sequential(OrderedDict(norm=norm, attention=module)))
+
+
+def _add_bam(model: nn.Module, kwargs: dict) -> None:
+    if isinstance(model, torchvision.models.ResNet):
+        for name in ("layer1", "layer2", "layer3"):
+            stage = getattr(model, name)
+            channels = stage[-1].bn3.num_features if isinstance(stage[-1], Bottleneck) else stage[-1].bn2.num_features
+            setattr(model, name, nn.Sequential(OrderedDict(blocks=stage, bam=BAM(channels, **kwargs))))
+        return
+    # MobileNetV2: a BAM before every stride-2 block but the first (112 -> 56) one.
+    features = list(model.features)
+    downsampling = [i for i, m in enumerate(features) if isinstance(m, InvertedResidual) and m.stride == 2][1:]
+    layers: list[nn.Module] = []
+    for i, module in enumerate(features):
+        if i in downsampling:
+            layers.append(BAM(features[i - 1].out_channels, **kwargs))
+        layers.append(module)
+    model.features = nn.Sequential(*layers)
+
+
+def _add_sk(model: nn.Module, kwargs: dict) -> None:
+    if not isinstance(model, torchvision.models.ResNet):
+        raise ValueError("attention='sk' replaces the 3x3 convolutions of ResNet/ResNeXt blocks; "
+                         f"it is not defined for {type(model).__name__}")
+    for block in _residual_blocks(model):
+        name, norm_name = ("conv2", "bn2") if isinstance(block, Bottleneck) else ("conv1", "bn1")
+        conv: nn.Conv2d = getattr(block, name)
+        options = {"groups": conv.groups, **kwargs}
+        sk = SelectiveKernel(conv.in_channels, conv.out_channels, stride=conv.stride[0], **options)
+        setattr(block, name, sk)
+        setattr(block, norm_name, nn.Identity())  # each SK branch has its own BN and ReLU
+
+
+def create_model(arch: str, attention: str | None = None, num_classes: int = 1000, image_size: int = 224,
+                 **attention_kwargs) -> nn.Module:
+    """Build a torchvision backbone with attention placed as in its paper (randomly initialised).
+
+    Args:
+        arch: one of :data:`ARCHS`.
+        attention: one of :data:`ATTENTIONS` (``None`` for the plain backbone).
+        num_classes: size of the classifier.
+        image_size: input size the model is built for; only a Gather-Excite with a
+            parameterised global gather depends on it (its kernels cover whole maps).
+        **attention_kwargs: passed to every attention module (e.g. ``reduction=8``).
+
+    Raises:
+        ValueError: unknown ``arch`` or ``attention`` (the message lists the valid
+            names), keyword arguments without an attention, or a combination that is
+            not defined (SK on MobileNetV2).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
+    if attention not in ATTENTIONS:
+        valid = ", ".join(repr(a) for a in ATTENTIONS)
+        raise ValueError(f"attention must be one of {valid}; got {attention!r}")
+    if attention is None and attention_kwargs:
+        raise ValueError(f"attention_kwargs {sorted(attention_kwargs)} were given but attention is None")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
+        raise ValueError(f"image_size must be an int >= 32, got {image_size!r}")
+    model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    if attention in _BLOCK_ATTENTION:
+        _add_block_attention(model, attention, image_size, attention_kwargs)
+    elif attention == "bam":
+        _add_bam(model, attention_kwargs)
+    elif attention == "sk":
+        _add_sk(model, attention_kwargs)
+    return model
+
+
+def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The attention modules of ``model`` (outermost only), with their qualified names."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, ATTENTION_TYPES) and not any(name.startswith(prefix + ".") for prefix, _ in found):
+            found.append((name, module))
+    return found
+
+
+class AttentionRecorder:
+    """Record the attention weights of every attention module during forward passes.
+
+    Use as a context manager; after a forward pass, ``recorder.maps`` maps each
+    module's qualified name to the tensor its ``attention()`` method returns for the
+    input it just saw (for CBAM: the spatial map; for SK: the branch weights)::
+
+        with AttentionRecorder(model) as recorder:
+            model(images)
+        recorder.maps["layer4.2.bn3.attention"].shape   # (n, c, 1, 1) for SE
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = attention_modules(model)
+        if not self.modules:
+            raise ValueError("the model contains no attention_lib attention module")
+        self.maps: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            with torch.no_grad():
+                self.maps[name] = module.attention(inputs[0]).detach()
+        return hook
+
+    def __enter__(self) -> AttentionRecorder:
+        self.maps = {}
+        self._handles = [module.register_forward_hook(self._hook(name)) for name, module in self.modules]
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, image_size: int = 224) -> int:
+    """Floating-point operations of one forward pass on one image, counted by PyTorch's
+    ``FlopCounterMode`` (convolutions and matrix products; one multiply-add = 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, image_size, image_size))
+    model.train(was_training)
+    return counter.get_total_flops()

@@ -1,0 +1,130 @@
+"""Tests for attention_lib.models: placement, counts against the papers, hooks, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from attention_lib.bam import BAM
+from attention_lib.cbam import CBAM
+from attention_lib.efficient_channel_attention import ECA
+from attention_lib.gather_excite import GatherExcite
+from attention_lib.selective_kernel import SelectiveKernel
+from attention_lib.squeeze_excitation import SE
+from attention_lib.models import (
+    ARCHS, ATTENTIONS, AttentionRecorder, attention_modules, count_flops, count_parameters, create_model,
+)
+
+TYPES = {"se": SE, "eca": ECA, "cbam": CBAM, "bam": BAM, "ge": GatherExcite, "sk": SelectiveKernel}
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_every_attention_builds_and_runs(arch, attention):
+    torch.manual_seed(0)
+    model = create_model(arch, attention, num_classes=7, image_size=64).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 7)
+    modules = attention_modules(model)
+    if attention is None:
+        assert modules == []
+    else:
+        assert modules and all(isinstance(m, TYPES[attention]) for _, m in modules)
+
+
+@pytest.mark.parametrize("arch,attention,count", [
+    ("resnet18", "se", 8), ("resnet34", "eca", 16), ("resnet50", "cbam", 16), ("resnet101", "se", 33),
+    ("resnext50_32x4d", "sk", 16), ("mobilenet_v2", "se", 10), ("resnet50", "bam", 3), ("mobilenet_v2", "bam", 3),
+])
+def test_number_of_attention_modules(arch, attention, count):
+    assert len(attention_modules(create_model(arch, attention, num_classes=10))) == count
+
+
+def test_block_attention_sits_on_the_residual_branch_before_the_addition():
+    model = create_model("resnet50", "se")
+    block = model.layer2[0]
+    assert isinstance(block.bn3, nn.Sequential) and isinstance(block.bn3.attention, SE)
+    assert isinstance(block.bn3.norm, nn.BatchNorm2d)
+    assert block.bn3.attention.channels == 512
+    assert not any(isinstance(m, SE) for m in block.downsample.modules())  # the shortcut is untouched
+
+
+def test_bam_after_stages_one_to_three_only():
+    model = create_model("resnet50", "bam")
+    assert [model.layer1.bam.channels, model.layer2.bam.channels, model.layer3.bam.channels] == [256, 512, 1024]
+    assert not any(isinstance(m, BAM) for m in model.layer4.modules())
+
+
+def test_sk_replaces_the_three_by_three_convolution():
+    model = create_model("resnext50_32x4d", "sk")
+    block = model.layer3[0]
+    assert isinstance(block.conv2, SelectiveKernel) and isinstance(block.bn2, nn.Identity)
+    assert block.conv2.stride == 2 and block.conv2.groups == 32
+
+
+def test_ge_global_parameterised_gather_gets_each_stage_size():
+    model = create_model("resnet50", "ge", image_size=96, param_gather=True)
+    sizes = {module.spatial_size for _, module in attention_modules(model)}
+    assert sizes == {(24, 24), (12, 12), (6, 6), (3, 3)}
+    assert model.eval()(torch.randn(1, 3, 96, 96)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("attention,paper_millions", [
+    (None, 25.56),   # ResNet-50 (SE paper, table 2)
+    ("se", 28.09),   # SE-ResNet-50 (SE paper, table 2)
+    ("cbam", 28.09),  # ResNet-50 + CBAM (CBAM paper, table 4)
+    ("bam", 25.92),  # ResNet-50 + BAM (BAM paper, table 3)
+    ("eca", 25.56),  # ECA-Net50 (ECA paper, table 2)
+])
+def test_resnet50_parameter_counts_match_the_papers(attention, paper_millions):
+    millions = count_parameters(create_model("resnet50", attention)) / 1e6
+    assert millions == pytest.approx(paper_millions, abs=0.01)
+
+
+def test_sknet50_parameter_count_matches_the_paper():
+    assert count_parameters(create_model("resnext50_32x4d", "sk")) / 1e6 == pytest.approx(27.5, abs=0.05)
+
+
+def test_flops_are_counted_by_pytorch():
+    flops = count_flops(create_model("resnet50"), image_size=224)
+    assert 4.0e9 < flops / 2 < 4.2e9  # ResNet-50: about 4.1 G multiply-adds
+
+
+def test_attention_recorder_reads_maps_through_hooks():
+    model = create_model("resnet18", "se", num_classes=5).eval()
+    with AttentionRecorder(model) as recorder:
+        model(torch.randn(2, 3, 64, 64))
+    assert len(recorder.maps) == 8
+    weights = recorder.maps["layer4.1.bn2.attention"]
+    assert weights.shape == (2, 512, 1, 1) and bool((weights > 0).all() and (weights < 1).all())
+    model(torch.randn(1, 3, 64, 64))  # hooks are gone after the block
+    assert recorder.maps["layer4.1.bn2.attention"].shape[0] == 2
+
+
+def test_recorder_needs_attention():
+    with pytest.raises(ValueError, match="no attention_lib attention module"):
+        AttentionRecorder(create_model("resnet18"))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"arch": "resnet9000"}, r"arch must be one of resnet18, resnet34.*mobilenet_v2; got 'resnet9000'"),
+    ({"arch": "resnet18", "attention": "transformer"}, r"attention must be one of None, 'se'.*'sk'; got 'transformer'"),
+    ({"arch": "resnet18", "reduction": 8}, r"were given but attention is None"),
+    ({"arch": "mobilenet_v2", "attention": "sk"}, r"not defined for MobileNetV2"),
+    ({"arch": "resnet18", "num_classes": 0}, r"num_classes must be a positive int"),
+    ({"arch": "resnet18", "image_size": 16}, r"image_size must be an int >= 32"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        create_model(**kwargs)
+
+
+def test_attention_kwargs_reach_the_modules():
+    model = create_model("resnet18", "eca", kernel_size=5)
+    assert {m.kernel_size for _, m in attention_modules(model)} == {5}
+    with pytest.raises(ValueError, match="reduction"):
+        create_model("resnet18", "se", reduction=0)
+
+
+def test_archs_are_the_documented_ones():
+    assert ARCHS == ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "mobilenet_v2")
