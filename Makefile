@@ -2,14 +2,16 @@
 #   make book   create .venv if missing, install everything, execute every notebook,
 #               build the HTML book into _build/html (Sphinx warnings are errors)
 #   make test   run every test (unit, export sync, nbval, papermill, book build)
-# Other targets: make export (regenerate attention_lib from the notebooks), make clean.
+# Other targets: make export (regenerate attention_lib from the notebooks),
+#   make compare ARGS='--epochs 20' (train every mechanism via notebooks/08_training.ipynb),
+#   make benchmark (our modules against timm's), make clean.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test export clean venv
+.PHONY: book test export compare benchmark clean venv
 
 venv: $(STAMP)
 
@@ -30,6 +32,12 @@ test: $(STAMP)
 
 export: $(STAMP)
 	$(BIN)/python -m attention_lib.exporter
+
+compare: $(STAMP)
+	$(BIN)/python -m attention_lib.compare $(ARGS)
+
+benchmark: $(STAMP)
+	$(BIN)/python -m attention_lib.benchmark $(ARGS)
 
 clean:
 	rm -rf _build
