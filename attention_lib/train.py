@@ -39,7 +39,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-__all__ = ["TrainConfig", "train", "main", "parse_args"]
+__all__ = ["TrainConfig", "train", "notebook_config", "should_train", "main", "parse_args"]
 
 
 @dataclass
@@ -353,6 +353,52 @@ def train(config: TrainConfig, on_step: Callable[[int, int], None] | None = None
     if world > 1 and dist.is_initialized():
         dist.destroy_process_group()
     return metrics
+
+
+# --- notebooks -----------------------------------------------------------------------
+
+
+def notebook_config(smoke: bool = False, **options: Any) -> TrainConfig:
+    """The :class:`TrainConfig` a notebook's parameters describe, adjusted for smoke mode.
+
+    In smoke mode the run is made tiny and honest: a small dataset in the ImageFolder
+    layout is generated from scikit-image photos in a temporary folder, the backbone
+    becomes ResNet-18 (MobileNetV2 stays), and each of two epochs takes two steps. The
+    run's metrics are marked ``smoke`` and are never a result. An ``output_dir`` that is
+    not absolute is replaced by the temporary folder, so smoke runs leave nothing behind.
+    """
+    import tempfile
+
+    from attention_lib.data import make_image_tree
+
+    config = TrainConfig(**options)
+    if not config.output_dir or config.output_dir == TrainConfig.output_dir:
+        config.output_dir = f"runs/{config.arch}-{config.attention or 'none'}"
+    if smoke:
+        scratch = Path(tempfile.mkdtemp(prefix="attention-smoke-"))
+        make_image_tree(scratch / "data", "folder", classes=3, per_class=4, size=40, seed=config.seed)
+        config = dataclasses.replace(
+            config, arch=config.arch if config.arch == "mobilenet_v2" else "resnet18", dataset="folder",
+            data_root=str(scratch / "data"), image_size=32, epochs=2, batch_size=4, num_workers=0,
+            max_steps_per_epoch=2, lr=min(config.lr, 0.01), smoke=True, progress=False,
+            output_dir=config.output_dir if os.path.isabs(config.output_dir) else str(scratch / "run"))
+        print("SMOKE RUN - not a result: 2 steps per epoch on a dataset generated from photos")
+    config.validate()
+    return config
+
+
+def should_train(config: TrainConfig, run_training: bool | None = None) -> bool:
+    """Whether a notebook should start ``config``'s run, and say why not.
+
+    ``run_training=None`` (the default) trains in smoke mode or when a GPU is present;
+    ``True`` forces a run (slow on a CPU), ``False`` skips it.
+    """
+    if run_training is None:
+        run_training = config.smoke or torch.cuda.is_available()
+        if not run_training:
+            print("No GPU here, so the mini-ImageNet run is skipped (it would take many hours on a CPU). "
+                  "Open this notebook in Colab with a GPU runtime, or set run_training = True.")
+    return bool(run_training)
 
 
 # --- command line --------------------------------------------------------------------

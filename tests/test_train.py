@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from attention_lib.data import make_image_tree
-from attention_lib.train import TrainConfig, parse_args, train
+from attention_lib.train import TrainConfig, notebook_config, parse_args, should_train, train
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,26 @@ def test_torchrun_two_processes_with_gloo(data_root, tmp_path, venv_bin):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["finished"] is True
     assert result.stdout.count("epoch 1/1") == 1  # only rank 0 reports
+
+
+def test_notebook_config_in_smoke_mode_is_tiny_and_marked(capsys):
+    config = notebook_config(smoke=True, arch="resnet50", attention="cbam", epochs=20, output_dir="runs/x")
+    assert (config.arch, config.dataset, config.epochs, config.max_steps_per_epoch) == ("resnet18", "folder", 2, 2)
+    assert config.smoke is True and os.path.isabs(config.output_dir) and os.path.isdir(config.data_root)
+    assert "SMOKE RUN - not a result" in capsys.readouterr().out
+    real = notebook_config(smoke=False, arch="resnet50", attention="cbam")
+    assert (real.arch, real.dataset, real.epochs, real.smoke) == ("resnet50", "imagenette", 20, False)
+    assert real.output_dir == "runs/resnet50-cbam"
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        notebook_config(smoke=False, epochs=0)
+
+
+def test_should_train(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert should_train(TrainConfig(), run_training=None) is False
+    assert "No GPU here" in capsys.readouterr().out
+    assert should_train(TrainConfig(smoke=True)) is True
+    assert should_train(TrainConfig(), run_training=True) is True
+    assert should_train(TrainConfig(smoke=True), run_training=False) is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert should_train(TrainConfig()) is True
