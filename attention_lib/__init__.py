@@ -20,6 +20,7 @@ from attention_lib.cbam import CBAM, ChannelAttention, SpatialAttention
 from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3, eca_kernel_size
 from attention_lib.gather_excite import GatherExcite
 from attention_lib.models import AttentionRecorder, create_model
+from attention_lib.pretrained import pretrained_model
 from attention_lib.selective_kernel import SelectiveKernel, SKBranch, same_padding
 from attention_lib.squeeze_excitation import SE, bottleneck_width
 
@@ -30,6 +31,6 @@ __all__ = [
     "BAMChannelBranch", "BAMSpatialBranch", "BAM",
     "GatherExcite",
     "SKBranch", "SelectiveKernel", "same_padding",
-    "create_model", "AttentionRecorder",
+    "create_model", "AttentionRecorder", "pretrained_model",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,273 @@
+"""Published weights in our models (attention_lib.pretrained), proven offline.
+
+Every supported name: the published architecture is built with RANDOM weights (no
+download), its state dict is mapped onto our model, and both must give the same logits.
+Nothing here touches the network: the download paths are tested with the fetch
+functions monkeypatched to fail, and sockets are disabled in those tests.
+"""
+
+import copy
+import functools
+import itertools
+import socket
+import urllib.error
+
+import pytest
+import torch
+from torch import nn
+
+timm = pytest.importorskip("timm")
+
+from attention_lib import pretrained as P  # noqa: E402
+from attention_lib.models import ARCHS, ATTENTIONS, attention_modules, create_model  # noqa: E402
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BN affine parameters (timm zero-inits the last BN of each block, which would
+    switch the attention off) and running statistics calibrated on a random batch, so
+    every weight, attention included, shapes the logits."""
+    generator = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.uniform_(0.5, 1.5, generator=generator)
+            norm.bias.normal_(0.0, 0.1, generator=generator)
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the calibration batch
+        model.train()
+        model(torch.randn(4, 3, 64, 64, generator=generator))
+    for norm in norms:
+        norm.momentum = 0.1
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=None)
+def published(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return randomize_(P.published_model(name))
+
+
+@functools.lru_cache(maxsize=None)
+def mapped_pair(name: str):
+    """(published model, our model with its weights, input, published logits, our logits)."""
+    theirs = published(name)
+    ours = P.load_published_state_dict(P.build_model(name), name, theirs.state_dict()).eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, actual = theirs(x), ours(x)
+    return theirs, ours, x, expected, actual
+
+
+def assert_same_logits(expected: torch.Tensor, actual: torch.Tensor) -> None:
+    scale = max(expected.abs().max().item(), 1.0)
+    error = (expected - actual).abs().max().item()
+    assert error <= 1e-4 * scale, f"logits differ by {error:.3g} (scale {scale:.3g})"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails (the tests must never download)."""
+    def refuse(*args, **kwargs):
+        raise OSError("network access is disabled in the tests")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+# ----------------------------------------------------------------------------- the mappings
+
+@pytest.mark.parametrize("name", list(P.PRETRAINED))
+def test_mapping_gives_the_published_logits(name):
+    _, ours, _, expected, actual = mapped_pair(name)
+    entry = P.PRETRAINED[name]
+    assert expected.shape == actual.shape == (2, 1000)
+    assert expected.std() > 0.1  # a real signal, not a constant
+    assert_same_logits(expected, actual)
+    if entry.attention is not None:  # our own modules carry the weights
+        assert attention_modules(ours)
+
+
+@pytest.mark.parametrize("name", ["seresnet50", "legacy_seresnet101", "ecaresnet50d", "skresnet18",
+                                  "skresnext50_32x4d"])
+def test_attention_weights_shape_the_logits(name):
+    """Perturbing only our attention modules' parameters changes the logits: the mapped
+    attention weights are on the path, not bypassed."""
+    _, ours, x, expected, _ = mapped_pair(name)
+    model = copy.deepcopy(ours)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for _, module in attention_modules(model):
+            for parameter in module.parameters():
+                parameter.add_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
+        changed = model(x)
+    assert (changed - expected).abs().max() > 1e-2 * expected.abs().max()
+
+
+def test_split_input_sk_is_embedded_with_zero_blocks():
+    _, ours, _, _, _ = mapped_pair("skresnet18")
+    sk = ours.layer2[0].conv1
+    first, second = (branch[0].weight for branch in sk.branches)
+    half = sk.in_channels // 2
+    assert first.shape == second.shape == (128, 64, 3, 3)
+    assert torch.all(first[:, half:] == 0) and torch.all(second[:, :half] == 0)
+    assert first[:, :half].abs().sum() > 0 and second[:, half:].abs().sum() > 0
+
+
+def test_backbone_variant_is_needed_for_legacy_senet():
+    """Caffe's stem pool and stride placement rename nothing: the weights load into the
+    plain create_model('resnet50', 'se') too, but that computes another function."""
+    theirs, _, x, expected, _ = mapped_pair("legacy_seresnet50")
+    plain = create_model("resnet50", "se")
+    plain.load_state_dict(P.map_state_dict("legacy_seresnet50", theirs.state_dict()))
+    with torch.no_grad():
+        other = plain.eval()(x)
+    assert (other - expected).abs().max() > 1e-2 * expected.abs().max()
+
+
+@pytest.mark.parametrize("name", [n for n, e in P.PRETRAINED.items() if e.fidelity == "exact" and e.source == "timm"])
+def test_exact_entries_are_create_model_unchanged(name):
+    entry = P.PRETRAINED[name]
+    _, ours, _, _, _ = mapped_pair(name)
+    assert str(ours) == str(create_model(entry.arch, entry.attention, **entry.kwargs))
+
+
+# ----------------------------------------------------------------------------- errors naming keys
+
+def test_plain_stem_eca_resnet_rejects_resnet_d_weights_naming_the_keys():
+    theirs = published("ecaresnet50d")
+    with pytest.raises(P.WeightMappingError) as info:
+        P.load_published_state_dict(create_model("resnet50", "eca"), "ecaresnet50d", theirs.state_dict())
+    message = str(info.value)
+    assert "'conv1.weight'" in message  # ours, missing
+    assert "'conv1.0.weight'" in message  # published, unexpected
+    assert "conv1.weight" in info.value.missing
+    assert ("conv1.0.weight", "conv1.0.weight") in info.value.unexpected
+
+
+def test_shape_mismatch_names_the_key_and_both_shapes():
+    state = dict(published("seresnet50").state_dict())
+    state["layer1.0.se.fc1.weight"] = torch.zeros(8, 256, 1, 1)
+    with pytest.raises(P.WeightMappingError, match=r"'layer1\.0\.bn3\.attention\.reduce\.weight': "
+                                                   r"published \(8, 256, 1, 1\) vs ours \(16, 256, 1, 1\)"):
+        P.load_published_state_dict(P.build_model("seresnet50"), "seresnet50", state)
+
+
+def test_unexpected_and_missing_keys_are_named():
+    state = dict(published("seresnet50").state_dict())
+    state["layer1.0.se.fc3.weight"] = torch.zeros(1)
+    del state["fc.bias"]
+    with pytest.raises(P.WeightMappingError) as info:
+        P.load_published_state_dict(P.build_model("seresnet50"), "seresnet50", state)
+    message = str(info.value)
+    assert "'layer1.0.se.fc3.weight'" in message and "'fc.bias'" in message
+    assert info.value.missing == ["fc.bias"]
+
+
+def test_a_failed_mapping_leaves_the_model_untouched():
+    model = P.build_model("resnet18")
+    before = copy.deepcopy(model.state_dict())
+    state = dict(published("resnet18").state_dict())
+    state["fc.weight"] = torch.zeros(10, 512)
+    with pytest.raises(P.WeightMappingError, match="'fc.weight'"):
+        P.load_published_state_dict(model, "resnet18", state)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# ----------------------------------------------------------------------------- downloads (never real)
+
+def test_offline_timm_fetch_raises_a_clear_error(monkeypatch, no_network):
+    def offline(model_name):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(P, "_fetch_timm", offline)
+    with pytest.raises(RuntimeError, match=r"'seresnet50\.ra2_in1k'.*could not be downloaded") as info:
+        P.pretrained_model("seresnet50.ra2_in1k")
+    assert isinstance(info.value.__cause__, urllib.error.URLError)
+    assert "build_model('seresnet50')" in str(info.value)
+
+
+def test_offline_timm_create_model_error_is_caught(monkeypatch, no_network):
+    """The real _fetch_timm, with timm.create_model failing as huggingface_hub does offline
+    (its LocalEntryNotFoundError is an OSError)."""
+    real = timm.create_model
+
+    def create_model_offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("cannot find the requested files in the local cache")
+        return real(name, pretrained=False, **kwargs)
+    monkeypatch.setattr(timm, "create_model", create_model_offline)
+    with pytest.raises(RuntimeError, match=r"'skresnet18\.ra_in1k' \(timm\) could not be downloaded"):
+        P.fetch_published_state_dict("skresnet18")
+
+
+def test_offline_torchvision_fetch_raises_a_clear_error(monkeypatch, no_network):
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(P.torchvision.models.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match=r"'resnet18\.IMAGENET1K_V1' \(torchvision\) could not be downloaded"):
+        P.pretrained_model("resnet18")
+
+
+def test_pretrained_model_end_to_end_with_a_stubbed_download(monkeypatch, no_network):
+    theirs = published("seresnet50")
+    monkeypatch.setattr(P, "_fetch_timm", lambda model_name: theirs.state_dict())
+    model = P.pretrained_model("seresnet50")
+    assert not model.training
+    assert model.pretrained_cfg["name"] == "seresnet50.a1_in1k"
+    assert model.pretrained_cfg["fidelity"] == "exact"
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert_same_logits(theirs(x), model(x))
+
+
+# ----------------------------------------------------------------------------- names, tags, table
+
+def test_unknown_unsupported_and_mistagged_names():
+    with pytest.raises(ValueError, match="supported names: .*seresnet50"):
+        P.build_model("cbamresnet50")
+    with pytest.raises(ValueError, match="ReLU"):
+        P.pretrained_model("legacy_seresnet18")
+    with pytest.raises(ValueError, match="hard-sigmoid"):
+        P.pretrained_model("mobilenet_v3_large")
+    with pytest.raises(ValueError, match="no weights tagged 'in21k'"):
+        P.pretrained_model("seresnet50.in21k")
+
+
+def test_tags_match_the_published_metadata():
+    for name, entry in P.PRETRAINED.items():
+        if entry.source == "timm":
+            published_tags = {n.split(".", 1)[1] for n in timm.list_pretrained(f"{name}.*")
+                              if n.split(".", 1)[0] == name}
+            assert set(entry.tags) == published_tags, name
+            assert entry.tags[0] == timm.models.get_pretrained_cfg(name).tag, name
+        else:
+            enum = getattr(P.torchvision.models, P._TV_WEIGHTS[name][0])
+            assert entry.tags[0] == enum.DEFAULT.name and all(tag in enum.__members__ for tag in entry.tags)
+
+
+def test_untrained_claims_hold():
+    for name, reason in P.NOT_SUPPORTED.items():
+        if "untrained" in reason:
+            assert name in timm.list_models(name) and not timm.list_pretrained(name), name
+
+
+def test_data_config_needs_no_download():
+    timm_cfg = P.data_config("ecaresnet50t")
+    assert timm_cfg["input_size"] == (3, 256, 256) and len(timm_cfg["mean"]) == 3
+    tv_cfg = P.data_config("resnet50")
+    assert tv_cfg["name"] == "resnet50.IMAGENET1K_V2" and tv_cfg["input_size"] == (3, 224, 224)
+
+
+def test_availability_covers_every_arch_and_attention():
+    table = P.availability()
+    assert set(table) == set(itertools.product(ARCHS, ATTENTIONS))
+    for (arch, attention), row in table.items():
+        assert row["reason"].strip(), (arch, attention)
+        assert row["status"] in {"exact", "backbone variant", "embedded", "none", "undefined"}
+        assert (row["status"] in {"none", "undefined"}) == (not row["names"])
+        for name in row["names"]:
+            assert (P.PRETRAINED[name].arch, P.PRETRAINED[name].attention) == (arch, attention)
+    for name, entry in P.PRETRAINED.items():
+        assert name in table[(entry.arch, entry.attention)]["names"]
+    table[("resnet50", "se")]["status"] = "changed"
+    assert P.AVAILABILITY[("resnet50", "se")]["status"] == "exact"  # a copy
+    assert len(P.availability_markdown().splitlines()) == 2 + len(ARCHS) * len(ATTENTIONS)
