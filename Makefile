@@ -1,17 +1,18 @@
 # Attention in Vision: two commands on a fresh machine with Python 3.11+.
 #   make book   create .venv if missing, install everything, execute every notebook,
 #               build the HTML book into _build/html (Sphinx warnings are errors)
-#   make test   run every test (unit, export sync, nbval, papermill, book build)
+#   make test   run every test (unit, export sync, nbval, papermill, book build, browser)
 # Other targets: make export (regenerate attention_lib from the notebooks),
 #   make compare ARGS='--epochs 20' (train every mechanism via notebooks/08_training.ipynb),
-#   make benchmark (our modules against timm's), make clean.
+#   make benchmark (our modules against timm's), make clean,
+#   make screenshot (refresh the README's picture with the browser test; needs Chromium).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test export compare benchmark clean venv
+.PHONY: book test export compare benchmark screenshot clean venv
 
 venv: $(STAMP)
 
@@ -38,6 +39,12 @@ compare: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python -m attention_lib.benchmark $(ARGS)
+
+# The browser test (headless Chromium) screenshots every page into _build/screenshots/;
+# the README shows its view of the SE chapter.
+screenshot: $(STAMP)
+	$(BIN)/python -m pytest tests/test_browser.py -q
+	cp _build/screenshots/chapter-screenshot.png book/images/chapter-screenshot.png
 
 clean:
 	rm -rf _build

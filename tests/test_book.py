@@ -1,29 +1,26 @@
-"""The book builds with no Sphinx warnings, and the built pages have what readers need."""
+"""The book builds with no Sphinx warnings, and the built pages have what readers need.
+
+The build itself is the session fixture `built_book` (tests/conftest.py), shared with the
+browser tests of tests/test_browser.py. Colab: the install cell itself (first, identical
+everywhere) is checked in tests/test_notebooks.py; here, the links that lead to it.
+"""
 
 import os
 import re
-import subprocess
 
+import nbformat
 import pytest
+import yaml
 
-from conftest import NOTEBOOKS, ROOT
+from conftest import NOTEBOOKS, PREBUILT_ENV, ROOT
 
-
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory, venv_bin):
-    out = tmp_path_factory.mktemp("book")
-    env = dict(os.environ, ATTENTION_LIB_SMOKE="1")
-    result = subprocess.run(
-        [str(venv_bin / "jupyter-book"), "build", str(ROOT), "--path-output", str(out),
-         "--warningiserror", "--keep-going"],
-        capture_output=True, text=True, env=env, timeout=1200,
-    )
-    log = result.stdout + result.stderr
-    return result.returncode, log, out / "_build" / "html"
+COLAB = "https://colab.research.google.com/github/attention-in-vision/attention-in-vision/blob/main/notebooks/{name}"
 
 
 def test_book_builds_without_warnings(built_book):
     returncode, log, html = built_book
+    if os.environ.get(PREBUILT_ENV):
+        pytest.skip(f"{PREBUILT_ENV} is set: the book was not built by this session")
     # Sphinx reports "path:line: WARNING: message" (or "ERROR:"). ipykernel's own log line
     # "[IPKernelApp] WARNING | Kernel is running over TCP ..." is about the local kernel
     # transport, not the book, and is not a Sphinx warning.
@@ -34,12 +31,44 @@ def test_book_builds_without_warnings(built_book):
 
 
 def test_every_chapter_page_is_built_with_colab_button(built_book):
+    """The launch menu of every chapter page opens that chapter's notebook in Colab."""
     _, _, html = built_book
     for path in NOTEBOOKS:
         page = (html / "notebooks" / f"{path.stem}.html").read_text()
-        colab = ("https://colab.research.google.com/github/attention-in-vision/attention-in-vision/"
-                 f"blob/main/notebooks/{path.name}")
-        assert colab in page, f"no Colab launch button for {path.name}"
+        launch = re.findall(r'<a href="(https://colab\.research\.google\.com/[^"]*)"[^>]*\s+title="Launch on Colab"', page)
+        assert launch == [COLAB.format(name=path.name)], f"Colab launch button of {path.name}: {launch}"
+
+
+def test_colab_urls_match_the_book_configuration():
+    """The Colab URLs name the repository and branch that _config.yml and the install cell use."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repository = config["repository"]["url"].removeprefix("https://github.com/")
+    assert COLAB.startswith(f"https://colab.research.google.com/github/{repository}/blob/{config['repository']['branch']}/")
+    assert config["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    for path in NOTEBOOKS:
+        install = nbformat.read(path, as_version=4).cells[0]
+        assert f"git+https://github.com/{repository}" in install.source, path.name
+        # Readers of the book do not see the install cell; Colab users run it.
+        assert "remove-cell" in install.metadata.get("tags", []), f"{path.name}: tag the install cell remove-cell"
+
+
+def test_readme_has_a_colab_badge_for_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    badges = re.findall(r"\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]\(([^)]+)\)",
+                        readme)
+    assert set(badges) == {COLAB.format(name=path.name) for path in NOTEBOOKS}
+
+
+def test_chapter_figures_reach_the_pages(built_book):
+    """Every top-level `plt.show()` of a chapter puts a figure on its page."""
+    _, _, html = built_book
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        shown = sum(len(re.findall(r"^plt\.show\(\)", cell.source, flags=re.M))
+                    for cell in notebook.cells if cell.cell_type == "code")
+        page = (html / "notebooks" / f"{path.stem}.html").read_text()
+        figures = len(re.findall(r'<img[^>]+src="\.\./_images/', page))
+        assert figures >= shown, f"{path.name}: {shown} figures shown, {figures} on the page"
 
 
 def normalise(text: str) -> str:

@@ -1,0 +1,500 @@
+"""The built book in a real browser: headless Chromium, driven by Playwright.
+
+Every page of the table of contents (and the front page's redirect) is served from the
+one book build of the session (`built_book`, tests/conftest.py) on a local web server and
+opened in Chromium. For each page: the equations are typeset by MathJax (no raw TeX left,
+no MathJax errors), every image loads, the browser console shows no error, every link
+into the book (sections, equations, citations, other pages) reaches an existing file and
+anchor, and a screenshot is saved under _build/screenshots/ (the top of the page at
+1280x800, and the whole page). Chapter 02's widget is checked through its static form.
+
+Offline. The published pages load two things from CDNs, which neither this machine nor CI
+can reach. The browser's requests are intercepted, and:
+
+* MathJax 3 (Sphinx 7 asks jsDelivr for `mathjax@3/es5/tex-mml-chtml.js`, which resolves
+  to MathJax 3.2.2, the last 3.x release) is answered from the MathJax 3.2.2 es5 build that
+  the PyPI package django-static-mathjax ships (a [test] dependency; built from the same
+  release's source, not byte for byte npm's file). The pages are unchanged: they are
+  typeset by the MathJax release the published site gets.
+* The ipywidgets HTML manager needs require.js, which the page pins by a
+  subresource-integrity hash to cdnjs's own minified build; no registry package ships that
+  file byte for byte, and the browser refuses any other. So require.js and
+  @jupyter-widgets/html-manager are refused, and the widget is checked through what the
+  page embeds: the saved widget state (its first frame decodes as an image) and the static
+  figure above it that shows the same pattern. The live widget is not rendered here.
+* Any other request leaving localhost is refused and fails the test: the book must not
+  need anything else from the internet.
+
+Chromium comes from Debian (`apt-get install chromium chromium-driver`, which .ci/run does
+as root); Playwright drives it (no Playwright-downloaded browser). Without Chromium these
+tests are skipped, with a message that says how to enable them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import mimetypes
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+
+from conftest import NOTEBOOKS, ROOT
+
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+# The README's picture (book/images/chapter-screenshot.png; `make screenshot` refreshes it):
+# this section of this page, at the top of a 1280x800 window.
+README_VIEW = ("notebooks/01_squeeze_excitation.html", "the-three-steps")
+VIEWPORT = {"width": 1280, "height": 800}
+# Keep Chromium from calling Google's services at start-up (there is no network to reach).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# MathJax 3 from jsDelivr, as Sphinx 7 writes it (`mathjax@3/es5/tex-mml-chtml.js`) and as
+# MathJax then asks for its fonts and extensions relative to it.
+MATHJAX_CDN = re.compile(r"^https://cdn\.jsdelivr\.net/npm/mathjax@3(?:\.[0-9.]+)?/es5/([^?#]+)")
+# The ipywidgets HTML manager (myst-nb's defaults): refused, see the module docstring.
+WIDGET_MANAGER_CDN = (
+    "https://cdnjs.cloudflare.com/ajax/libs/require.js/",
+    "https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@",
+)
+# Console errors that come from upstream packages and that no setting of ours can remove;
+# each with the reason. Anything else in the console fails the test.
+KNOWN_UPSTREAM_ERRORS = {
+    # Sphinx 7.4 writes an inline <script> that an extension added after the builder
+    # started twice (sphinx-doc/sphinx#13402, fixed in Sphinx 8.3; Jupyter Book 1 needs
+    # Sphinx < 8): sphinx-thebe's `const THEBE_JS_URL = ...` is declared twice. The second,
+    # identical copy is the one that fails, so nothing is lost.
+    "Identifier 'THEBE_JS_URL' has already been declared":
+        "Sphinx 7.4 duplicates sphinx-thebe's inline configuration (sphinx-doc/sphinx#13402)",
+}
+
+
+def find_chromium() -> str | None:
+    candidates = [os.environ.get("ATTENTION_LIB_CHROMIUM"), "/usr/bin/chromium"]
+    candidates += [shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def find_mathjax() -> Path | None:
+    """The es5 folder of the MathJax 3 that django-static-mathjax ships, if installed."""
+    try:
+        import mathjax  # the PyPI package django-static-mathjax
+    except ImportError:
+        return None
+    es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    package = es5.parent / "package.json"
+    if not (es5 / "tex-mml-chtml.js").is_file() or not json.loads(package.read_text())["version"].startswith("3."):
+        return None
+    return es5
+
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+CHROMIUM = find_chromium()
+MATHJAX_ES5 = find_mathjax()
+pytestmark = [
+    pytest.mark.skipif(sync_playwright is None or MATHJAX_ES5 is None,
+                       reason="browser tests need Playwright and MathJax 3 from PyPI: pip install -e '.[test]'"),
+    pytest.mark.skipif(CHROMIUM is None,
+                       reason="browser tests need Chromium: as root, `apt-get install -y chromium chromium-driver` "
+                              "(.ci/run does this), or set ATTENTION_LIB_CHROMIUM to a Chromium/Chrome binary"),
+]
+
+
+def toc_pages() -> list[str]:
+    """The built page of every file in _toc.yml, root first, in reading order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                yield entry["file"]
+            yield from walk(entry.get("sections"))
+            yield from walk(entry.get("chapters"))
+
+    files = [toc["root"], *walk(toc.get("chapters")), *(f for part in toc.get("parts", []) for f in walk(part["chapters"]))]
+    return [f"{name}.html" for name in files]
+
+
+PAGES = toc_pages()
+
+
+@dataclass
+class Visit:
+    page: str
+    error: str | None = None
+    console_errors: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    mathjax_files: list[str] = field(default_factory=list)
+    math: dict = field(default_factory=dict)
+    raw_tex: list[str] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    ids: set[str] = field(default_factory=set)
+    bibliography_ids: set[str] = field(default_factory=set)
+    widgets: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+MATH_JS = """async () => {
+  const out = {version: null, containers: 0, math: 0, unrendered: [], errors: []};
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+    out.version = MathJax.version;
+  }
+  out.containers = document.querySelectorAll('mjx-container').length;
+  const maths = document.querySelectorAll('.math');
+  out.math = maths.length;
+  for (const m of maths) if (!m.querySelector('mjx-container')) out.unrendered.push(m.textContent.slice(0, 100));
+  for (const e of document.querySelectorAll('mjx-merror'))
+    out.errors.push(e.getAttribute('data-mjx-error') || e.textContent.slice(0, 100));
+  return out;
+}"""
+
+# Visible text outside code that still looks like TeX: MathJax did not typeset it.
+RAW_TEX_JS = r"""() => {
+  const pattern = /\$\$|\\(?:tag|begin|end|frac|mathbf|bold|sum|partial|sigma|delta|odot|left|right)\b|\\[()\[\]]|\$[^$\s][^$\n]{0,80}\$/;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const found = [];
+  while (walker.nextNode()) {
+    const node = walker.currentNode, element = node.parentElement;
+    if (!element || element.closest('pre, code, script, style, textarea, mjx-container')) continue;
+    if (!element.checkVisibility()) continue;
+    if (pattern.test(node.textContent)) found.push(node.textContent.trim().slice(0, 120));
+  }
+  return found;
+}"""
+
+IMAGES_JS = """async () => {
+  const images = [...document.images];
+  for (const image of images) image.loading = 'eager';
+  await Promise.all(images.map(image => image.complete ? null : new Promise(done => {
+    image.addEventListener('load', done); image.addEventListener('error', done); setTimeout(done, 10000);
+  })));
+  return images.map(image => ({
+    src: (image.getAttribute('src') || '').slice(0, 100), alt: image.alt,
+    width: image.naturalWidth, height: image.naturalHeight,
+    shown: image.checkVisibility() && image.getBoundingClientRect().width > 0,
+  }));
+}"""
+
+PAGE_JS = """() => ({
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+  ids: [...document.querySelectorAll('[id]')].map(e => e.id)
+       .concat([...document.querySelectorAll('a[name]')].map(a => a.name)),
+  bibliography: [...document.querySelectorAll('[role="doc-biblioentry"][id]')].map(e => e.id),
+})"""
+
+# For each widget view: is it rendered (live widget manager), and which static figure
+# stands in for it: the last image before it in its own section or the one above
+# (never the whole chapter's section).
+WIDGETS_JS = """() => {
+  const state = document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]');
+  const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
+  const box = element => { const r = element.getBoundingClientRect(); return {width: r.width, height: r.height}; };
+  return {
+    state: state ? state.textContent : null,
+    views: views.map(view => {
+      let section = view.closest('section'), fallback = null, levels = 0;
+      while (section && !fallback && levels < 2 && !section.querySelector(':scope > h1')) {
+        const before = [...section.querySelectorAll('img')]
+          .filter(image => image.compareDocumentPosition(view) & Node.DOCUMENT_POSITION_FOLLOWING);
+        if (before.length) fallback = before[before.length - 1];
+        section = section.parentElement.closest('section');
+        levels += 1;
+      }
+      const rendered = view.parentElement.querySelector('.jupyter-widgets, .widget-area, .lm-Widget');
+      return {
+        spec: view.textContent,
+        section: (view.closest('section') || {}).id || null,
+        fallback: fallback && {src: fallback.getAttribute('src'), width: fallback.naturalWidth,
+                               shown: fallback.checkVisibility(), ...box(fallback)},
+        rendered: rendered && {shown: rendered.checkVisibility(), ...box(rendered)},
+      };
+    }),
+  };
+}"""
+
+DECODE_JS = """async sources => Promise.all(sources.map(source => new Promise(done => {
+  const image = new Image();
+  image.onload = () => done(image.naturalWidth);
+  image.onerror = () => done(0);
+  image.src = source;
+})))"""
+
+
+# Console errors that a setting of ours removes: the hint says which.
+HINTS = {
+    "Got invalid theme mode": "pydata-sphinx-theme finds no default colour mode on a first visit: add "
+                              "`html_context: {default_mode: auto}` under `sphinx: config:` in _config.yml",
+}
+
+
+def known_upstream(message: str) -> bool:
+    return any(known in message for known in KNOWN_UPSTREAM_ERRORS)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(built_book):
+    """The built book on http://127.0.0.1:<free port>/."""
+    returncode, log, html = built_book
+    assert returncode == 0 and (html / "index.html").is_file(), "the book did not build:\n" + log[-3000:]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(html)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/", html
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    with sync_playwright() as playwright:
+        # Playwright gives every launch a fresh, empty user-data-dir of its own.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def new_context(browser, base: str):
+    """A fresh browser context, as for a first-time reader (empty storage), offline.
+
+    Returns (context, log): log["mathjax"] lists the MathJax files answered from the
+    local copy, log["refused"] every other request that tried to leave localhost.
+    """
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    log = {"refused": [], "mathjax": []}
+
+    def route(route):
+        url = route.request.url
+        if url.startswith(base):
+            return route.continue_()
+        match = MATHJAX_CDN.match(url)
+        if match and (MATHJAX_ES5 / unquote(match.group(1))).is_file():
+            path = MATHJAX_ES5 / unquote(match.group(1))
+            log["mathjax"].append(url)
+            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            # jsDelivr allows any origin; MathJax's web fonts need that header.
+            return route.fulfill(path=str(path), headers={"Content-Type": content_type,
+                                                          "Access-Control-Allow-Origin": "*"})
+        log["refused"].append(url)
+        return route.abort()
+
+    context.route("**/*", route)
+    return context, log
+
+
+def visit(browser, base: str, page_name: str) -> Visit:
+    record = Visit(page_name)
+    start = time.perf_counter()
+    context, log = new_context(browser, base)
+    page = context.new_page()
+    page.on("console", lambda message: message.type == "error" and record.console_errors.append(
+        f"{message.text} [{message.location.get('url', '')}]"))
+    page.on("pageerror", lambda error: record.console_errors.append(f"uncaught: {error}"))
+    page.on("response", lambda response: response.status >= 400 and record.console_errors.append(
+        f"HTTP {response.status}: {response.url}"))
+    try:
+        page.goto(base + page_name, wait_until="load")
+        if page.locator("script[src*='mathjax']").count():
+            try:
+                page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                                       timeout=15000)
+            except Exception:
+                raise AssertionError(f"MathJax did not start; requests refused: {log['refused']}") from None
+        record.math = page.evaluate(MATH_JS)
+        record.raw_tex = page.evaluate(RAW_TEX_JS)
+        record.images = page.evaluate(IMAGES_JS)
+        found = page.evaluate(PAGE_JS)
+        record.links, record.ids, record.bibliography_ids = found["links"], set(found["ids"]), set(found["bibliography"])
+        record.widgets = page.evaluate(WIDGETS_JS)
+        if record.widgets["state"]:
+            frames = re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", record.widgets["state"])
+            record.widgets["frames"] = page.evaluate(DECODE_JS, frames)
+        shot = SCREENSHOTS / page_name.replace(".html", ".png")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot))
+        page.screenshot(path=str(shot.with_suffix(".full.png")), full_page=True)
+        if page_name == README_VIEW[0]:
+            page.evaluate(f"document.getElementById('{README_VIEW[1]}').scrollIntoView()")
+            page.wait_for_timeout(300)  # the header settles after scrolling
+            page.screenshot(path=str(SCREENSHOTS / "chapter-screenshot.png"))
+        page.wait_for_timeout(100)  # let late console messages arrive
+    except Exception as error:  # recorded, so that one broken page does not hide the others
+        record.error = f"{type(error).__name__}: {error}"
+    finally:
+        context.close()
+    record.refused = list(log["refused"])
+    record.mathjax_files = list(log["mathjax"])
+    record.seconds = time.perf_counter() - start
+    return record
+
+
+@pytest.fixture(scope="module")
+def visits(site, browser) -> dict[str, Visit]:
+    base, _ = site
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)  # no stale screenshot may pass for a new one
+    records = {name: visit(browser, base, name) for name in PAGES}
+    # What the browser saw, beside the screenshots, for whoever reads the artefacts.
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    report = {name: {"error": r.error, "seconds": round(r.seconds, 2), "console_errors": r.console_errors,
+                     "refused": r.refused, "mathjax": r.math, "raw_tex": r.raw_tex, "images": r.images,
+                     "links": len(r.links)} for name, r in records.items()}
+    (SCREENSHOTS / "report.json").write_text(json.dumps(report, indent=1))
+    return records
+
+
+def opened(visits, page_name) -> Visit:
+    record = visits[page_name]
+    assert record.error is None, f"{page_name} could not be checked: {record.error}"
+    return record
+
+
+def test_every_chapter_is_in_the_pages_checked():
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.stem}.html" in PAGES
+    for page_name in ("book/intro.html", "book/bibliography.html", "book/errata.html"):
+        assert page_name in PAGES
+
+
+def test_front_page_redirects_to_the_introduction(site, browser):
+    base, _ = site
+    context, _ = new_context(browser, base)
+    try:
+        page = context.new_page()
+        page.goto(base + "index.html")
+        page.wait_for_url(base + PAGES[0], timeout=10000)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_no_console_errors(visits, page_name):
+    record = opened(visits, page_name)
+    refused_widget_manager = [url for url in record.refused if url.startswith(WIDGET_MANAGER_CDN)]
+    errors = [message for message in record.console_errors
+              if not known_upstream(message)
+              and not (message.startswith("Failed to load resource") and any(url in message for url in refused_widget_manager))]
+    hints = sorted({hint for message in errors for key, hint in HINTS.items() if key in message})
+    assert errors == [], "\n".join(hints)
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_needs_nothing_else_from_the_internet(visits, page_name):
+    record = opened(visits, page_name)
+    assert [url for url in record.refused if not url.startswith(WIDGET_MANAGER_CDN)] == []
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_equations_are_typeset(visits, page_name):
+    record = opened(visits, page_name)
+    math = record.math
+    if math["math"]:
+        assert math["version"] and math["version"].startswith("3."), f"MathJax did not run: {math}"
+        assert any(url.endswith("/tex-mml-chtml.js") for url in record.mathjax_files)
+    assert math["unrendered"] == [], "math left untypeset"
+    assert math["errors"] == [], "MathJax reports TeX errors"
+    assert math["containers"] >= math["math"]
+    assert record.raw_tex == [], "visible text still looks like TeX"
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_every_image_loads(visits, page_name):
+    record = opened(visits, page_name)
+    broken = [image for image in record.images if image["width"] == 0 or image["height"] == 0]
+    assert broken == []
+
+
+class _Anchors(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.ids.update(value for key, value in attrs.items() if key == "id" or (tag == "a" and key == "name"))
+
+
+@functools.lru_cache(maxsize=None)
+def static_ids(path: Path) -> frozenset[str]:
+    parser = _Anchors()
+    parser.feed(path.read_text(errors="replace"))
+    return frozenset(parser.ids)
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_internal_links_and_citations_resolve(site, visits, page_name):
+    base, html = site
+    record = opened(visits, page_name)
+    problems = []
+    for href in record.links:
+        url = urlsplit(href)
+        if not href.startswith(base):
+            continue  # another site (GitHub, Colab, a DOI), mailto: or javascript:
+        path = unquote(url.path).lstrip("/") or "index.html"
+        if path.endswith("/"):
+            path += "index.html"
+        target = html / path
+        if not target.is_file():
+            problems.append(f"{href}: no such file")
+            continue
+        if not url.fragment:
+            continue
+        anchor = unquote(url.fragment)
+        ids = visits[path].ids if path in visits and visits[path].error is None else static_ids(target)
+        if anchor not in ids:
+            problems.append(f"{href}: no element with id {anchor!r}")
+        if path == "book/bibliography.html" and path != page_name and anchor not in visits[path].bibliography_ids:
+            problems.append(f"{href}: citation does not lead to a bibliography entry")
+    assert problems == []
+
+
+def test_widgets_show_their_embedded_state(visits):
+    """The ECA chapter's widget: embedded state, a first frame that decodes, a static figure."""
+    pages = {name: record for name, record in visits.items() if record.error is None and record.widgets.get("views")}
+    assert "notebooks/02_efficient_channel_attention.html" in pages, "the ECA chapter's widget is missing from the page"
+    for name, record in pages.items():
+        widgets = record.widgets
+        assert widgets["state"], f"{name}: widget views without saved widget state"
+        state = json.loads(widgets["state"])["state"]
+        referenced = set(re.findall(r"IPY_MODEL_([0-9a-f]+)", widgets["state"]))
+        assert referenced <= set(state), f"{name}: widget state refers to models it does not contain"
+        assert widgets.get("frames") and all(width > 0 for width in widgets["frames"]), \
+            f"{name}: the first frame saved in the widget state is not an image: {widgets.get('frames')}"
+        for view in widgets["views"]:
+            model = json.loads(view["spec"])["model_id"]
+            assert model in state, f"{name}: widget view of a model missing from the state"
+            rendered, fallback = view["rendered"], view["fallback"]
+            if rendered is not None:  # a live widget manager drew it
+                assert rendered["shown"] and rendered["height"] > 0, f"{name}: widget rendered but not visible"
+            # Where the widget cannot run, the static figure above shows the same pattern.
+            assert fallback is not None, f"{name}: no static figure before the widget in section {view['section']}"
+            assert fallback["width"] > 0 and fallback["shown"] and fallback["height"] > 0, \
+                f"{name}: the static figure for the widget is not visible: {fallback}"
+
+
+def test_screenshots_are_saved(visits):
+    assert (SCREENSHOTS / "chapter-screenshot.png").is_file()
+    for name in PAGES:
+        for suffix in (".png", ".full.png"):
+            shot = SCREENSHOTS / name.replace(".html", suffix)
+            assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot {shot}"
