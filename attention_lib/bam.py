@@ -4,7 +4,7 @@
 import torch
 from torch import nn
 
-from attention_lib.squeeze_excitation import bottleneck_width
+from attention_lib.squeeze_excitation import bottleneck_width, mean_pool
 from attention_lib.validation import check_feature_map, check_int
 
 __all__ = ["COMBINE_MODES", "BAMChannelBranch", "BAMSpatialBranch", "BAM"]
@@ -51,7 +51,7 @@ class BAMChannelBranch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(x, self.channels, "BAMChannelBranch")
         _check_batch_statistics(self.training, x, x.shape[0], "BAMChannelBranch")
-        z = x.mean(dim=(2, 3), keepdim=True)  # channel descriptor z
+        z = mean_pool(x)  # channel descriptor z
         return self.expand(self.relu(self.bn(self.reduce(z))))  # eq. (5.1)
 
     def extra_repr(self) -> str:

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from attention_lib.squeeze_excitation import bottleneck_width
+from attention_lib.squeeze_excitation import bottleneck_width, mean_pool, rescale
 from attention_lib.validation import check_feature_map, check_int
 
-__all__ = ["POOLS", "ChannelAttention", "SpatialAttention", "CBAM"]
+__all__ = ["POOLS", "amax_pool", "ChannelAttention", "SpatialAttention", "CBAM"]
 
 #: Pooling operators understood by :class:`ChannelAttention` (eq. 4.1 and 4.2).
 POOLS = ("avg", "max")
@@ -34,6 +34,38 @@ def _check_any_channels(x: torch.Tensor, module: str) -> None:
     """check_feature_map for modules that accept any number of channels."""
     channels = x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 4 else 1
     check_feature_map(x, channels, module)
+
+
+class _AmaxPool(torch.autograd.Function):
+    """``x.amax(dim, keepdim=True)`` whose backward writes one full-size tensor, not four."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
+        y = x.amax(dim=dim, keepdim=True)
+        ctx.dim = dim
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x, y = ctx.saved_tensors
+        is_max = torch.eq(x, y, out=torch.empty_like(x))  # 1.0 where the maximum is, else 0.0
+        share = grad / is_max.sum(dim=ctx.dim, keepdim=True)  # ties share the gradient equally
+        if torch.is_grad_enabled():  # create_graph=True: keep it differentiable
+            return is_max * share, None
+        return is_max.mul_(share), None
+
+
+def amax_pool(x: torch.Tensor, dim: int | tuple[int, ...] = (2, 3)) -> torch.Tensor:
+    """Maximum of ``x`` over ``dim``, keeping the reduced dimensions with size 1.
+
+    The default ``dim=(2, 3)`` is global max pooling, eq. (4.2); ``dim=1`` gives eq. (4.7).
+    Same values and gradients as ``x.amax(dim, keepdim=True)``; the backward pass writes
+    one full-size tensor where autograd's writes four (the mask, its 64-bit and its
+    floating-point copies, and the product).
+    """
+    dim = (dim,) if isinstance(dim, int) else tuple(dim)
+    return _AmaxPool.apply(x, dim)
 
 
 class ChannelAttention(nn.Module):
@@ -71,8 +103,8 @@ class ChannelAttention(nn.Module):
         """The channel weights ``a`` of eq. (4.5), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "ChannelAttention")
         descriptors = [
-            x.mean(dim=(2, 3), keepdim=True) if pool == "avg"  # eq. (4.1)
-            else x.amax(dim=(2, 3), keepdim=True)  # eq. (4.2)
+            mean_pool(x) if pool == "avg"  # eq. (4.1)
+            else amax_pool(x)  # eq. (4.2)
             for pool in self.pools
         ]
         if len(descriptors) == 1:
@@ -83,7 +115,7 @@ class ChannelAttention(nn.Module):
         return self.gate(logits.unflatten(0, (len(descriptors), x.shape[0])).sum(dim=0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (4.5): channel-wise product
+        return rescale(x, self.attention(x))  # eq. (4.5): channel-wise product
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, width={self.width}, pools={self.pools}"
@@ -127,11 +159,11 @@ class SpatialAttention(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial map ``A`` of eq. (4.8), shaped ``(n, 1, h, w)``."""
         _check_any_channels(x, "SpatialAttention")
-        z = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)  # eq. (4.6), (4.7)
+        z = torch.cat([mean_pool(x, dim=1), amax_pool(x, dim=1)], dim=1)  # eq. (4.6), (4.7)
         return self.gate(self.norm(self.conv(z)))  # eq. (4.8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (4.9): the same map for every channel
+        return rescale(x, self.attention(x))  # eq. (4.9): the same map for every channel
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, batch_norm={self.batch_norm}"

@@ -7,6 +7,7 @@ import numbers
 import torch
 from torch import nn
 
+from attention_lib.squeeze_excitation import mean_pool, rescale
 from attention_lib.validation import check_feature_map, check_int
 
 __all__ = ["eca_kernel_size", "SEVar1", "SEVar2", "SEVar3", "ECA"]
@@ -43,10 +44,10 @@ class SEVar1(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(z)`` of eq. (3.1), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar1")
-        return self.gate(x.mean(dim=(2, 3), keepdim=True))  # eq. (2.1), then eq. (3.1)
+        return self.gate(mean_pool(x))  # eq. (2.1), then eq. (3.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (2.3)
+        return rescale(x, self.attention(x))  # eq. (2.3)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}"
@@ -78,10 +79,10 @@ class SEVar2(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(w * z)`` of eq. (3.2), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar2")
-        return self.gate(self.excite(x.mean(dim=(2, 3), keepdim=True)))
+        return self.gate(self.excite(mean_pool(x)))  # eq. (2.1), then eq. (3.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (2.3)
+        return rescale(x, self.attention(x))  # eq. (2.3)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, bias={self.excite.bias is not None}"
@@ -112,10 +113,10 @@ class SEVar3(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(W z)`` of eq. (3.3), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar3")
-        return self.gate(self.excite(x.mean(dim=(2, 3), keepdim=True)))
+        return self.gate(self.excite(mean_pool(x)))  # eq. (2.1), then eq. (3.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (2.3)
+        return rescale(x, self.attention(x))  # eq. (2.3)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, bias={self.excite.bias is not None}"
@@ -198,11 +199,11 @@ class ECA(nn.Module):
         """The channel weights ``sigma(w * z)`` of eq. (3.4), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "ECA")
         n = x.shape[0]
-        z = x.mean(dim=(2, 3)).view(n, 1, self.channels)  # eq. (2.1) as a 1-channel signal
+        z = mean_pool(x).view(n, 1, self.channels)  # eq. (2.1) as a 1-channel signal
         return self.gate(self.conv(z)).view(n, self.channels, 1, 1)  # eq. (3.4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (2.3)
+        return rescale(x, self.attention(x))  # eq. (2.3)
 
     def interaction_matrix(self) -> torch.Tensor:
         """The ``c x c`` band matrix ``T`` with ``w * z = T z``, so ``a = sigma(T z)``.

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.squeeze_excitation import bottleneck_width
+from attention_lib.squeeze_excitation import bottleneck_width, mean_pool, rescale
 from attention_lib.validation import check_feature_map, check_int
 
 __all__ = ["same_padding", "SKBranch", "SelectiveKernel"]
@@ -140,9 +140,9 @@ class SelectiveKernel(nn.Module):
     def _weights(self, branches: list[torch.Tensor]) -> torch.Tensor:
         # Eqs. (7.2) and (7.3): pooling is linear, so the mean of the sum is the sum of the
         # means; pooling each branch first never builds the full map U.
-        s = branches[0].mean(dim=(2, 3), keepdim=True)
+        s = mean_pool(branches[0])
         for u in branches[1:]:
-            s = s + u.mean(dim=(2, 3), keepdim=True)
+            s = s + mean_pool(u)
         z = self.relu(self.bn(self.reduce(s)))  # eq. (7.4)
         scores = self.select(z).view(s.shape[0], self.num_branches, self.out_channels, 1, 1)  # (7.5)
         return scores.softmax(dim=1)  # eq. (7.6): across the branches, per channel
@@ -156,9 +156,9 @@ class SelectiveKernel(nn.Module):
         check_feature_map(x, self.in_channels, "SelectiveKernel")
         branches = [branch(x) for branch in self.branches]  # eq. (7.1)
         a = self._weights(branches)
-        out = branches[0] * a[:, 0]  # eq. (7.7), one branch at a time: no stacked copy
+        out = rescale(branches[0], a[:, 0])  # eq. (7.7), one branch at a time: no stacked copy
         for i in range(1, self.num_branches):
-            out = out + branches[i] * a[:, i]
+            out += rescale(branches[i], a[:, i])  # in place: out is a fresh tensor of our own
         return out
 
     def extra_repr(self) -> str:

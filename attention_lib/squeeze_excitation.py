@@ -6,7 +6,7 @@ from torch import nn
 
 from attention_lib.validation import check_feature_map, check_int
 
-__all__ = ["bottleneck_width", "SE"]
+__all__ = ["bottleneck_width", "mean_pool", "rescale", "SE"]
 
 
 def bottleneck_width(channels: int, reduction: int = 16, min_width: int = 8) -> int:
@@ -34,6 +34,71 @@ def bottleneck_width(channels: int, reduction: int = 16, min_width: int = 8) -> 
             "the bottleneck would have fewer than one unit"
         )
     return min(channels, max(min_width, channels // reduction))
+
+
+class _MeanPool(torch.autograd.Function):
+    """``x.mean(dim, keepdim=True)`` whose backward is a broadcast view, not a new tensor."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
+        ctx.shape = x.shape
+        ctx.count = 1  # number of values averaged into each output entry
+        for d in dim:
+            ctx.count *= x.shape[d]
+        return x.mean(dim=dim, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        # d mean / dx = 1 / count at every position: divide the small gradient, then
+        # broadcast it (expand is a view). Same values as autograd's expand-then-divide.
+        return (grad / ctx.count).expand(ctx.shape), None
+
+
+def mean_pool(x: torch.Tensor, dim: int | tuple[int, ...] = (2, 3)) -> torch.Tensor:
+    """Mean of ``x`` over ``dim``, keeping the reduced dimensions with size 1.
+
+    The default ``dim=(2, 3)`` is global average pooling, eq. (2.1). Same values and
+    gradients as ``x.mean(dim, keepdim=True)``, but the backward pass returns a broadcast
+    view instead of writing a tensor as large as ``x``.
+    """
+    dim = (dim,) if isinstance(dim, int) else tuple(dim)
+    return _MeanPool.apply(x, dim)
+
+
+class _Rescale(torch.autograd.Function):
+    """``x * a`` whose backward writes one full-size tensor instead of two."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, a)
+        return x * a
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, a = ctx.saved_tensors
+        need_x, need_a = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: plain differentiable formulas
+            return ((grad * a).sum_to_size(x.shape) if need_x else None,
+                    (grad * x).sum_to_size(a.shape) if need_a else None)
+        grad_x = grad_a = None
+        if need_a:
+            product = grad * x  # G * x, summed over the positions that share one weight
+            grad_a = product.sum_to_size(a.shape)
+            if need_x and product.shape == x.shape and a.numel() < x.numel() and a.dtype == x.dtype:
+                grad_x = torch.mul(grad, a, out=product)  # G * a, in the buffer just summed
+        if need_x and grad_x is None:
+            grad_x = (grad * a).sum_to_size(x.shape)
+        return grad_x, grad_a
+
+
+def rescale(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``x * a`` for attention weights ``a`` that broadcast against ``x`` (eq. 2.3).
+
+    Same values and gradients as ``x * a``; when ``a`` is smaller than ``x`` (one weight
+    per channel, or per pixel), the backward pass reuses one buffer for the two
+    full-size products it needs.
+    """
+    return _Rescale.apply(x, a)
 
 
 class SE(nn.Module):
@@ -66,11 +131,11 @@ class SE(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``a`` of eq. (2.2), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SE")
-        z = x.mean(dim=(2, 3), keepdim=True)  # eq. (2.1): squeeze
+        z = mean_pool(x)  # eq. (2.1): squeeze
         return self.gate(self.expand(self.relu(self.reduce(z))))  # eq. (2.2): excitation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (2.3): scale
+        return rescale(x, self.attention(x))  # eq. (2.3): scale
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, width={self.width}"

@@ -382,3 +382,42 @@ def test_repr_and_variant_names():
 def test_is_a_drop_in_module():
     block = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), GatherExcite(16, 4, True, True, 4), nn.ReLU())
     assert block(torch.randn(2, 3, 13, 10)).shape == (2, 16, 13, 10)
+
+
+# --- the block-wise product of the forward pass -------------------------------------------
+
+
+def test_nearest_block_agrees_with_f_interpolate():
+    from attention_lib.gather_excite import _nearest_block
+
+    for small, large, block in [(7, 56, 8), (4, 28, 7), (2, 14, 7), (1, 9, 9), (3, 15, 5)]:
+        assert _nearest_block(small, large) == block
+    assert _nearest_block(4, 14) is None  # 14 is not a multiple of 4
+    # 82 = 2 * 41, but PyTorch's single-precision source index is not i // 41 for every i
+    # (it maps output 41 to source 0), so the block shortcut must not be used.
+    source = F.interpolate(torch.arange(2.0).view(1, 1, 2), size=82, mode="nearest").view(-1)
+    assert not torch.equal(source, (torch.arange(82) // 41).float())
+    assert _nearest_block(2, 82) is None
+
+
+@pytest.mark.parametrize("size, extent", [((56, 56), 8), ((28, 28), 8), ((14, 14), 8), ((16, 24), 4),
+                                          ((15, 22), 4), ((82, 82), 64), ((12, 20), 4)])
+@pytest.mark.parametrize("variant", [(False, False), (True, True)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_forward_equals_x_times_the_interpolated_gate(size, extent, variant, channels_last):
+    # forward() multiplies block by block where the nearest interpolation repeats each value
+    # over equal blocks, and falls back to F.interpolate otherwise (15x22, 82x82 with e=64):
+    # the output is bit for bit x * attention(x); gradients agree to rounding (the gate's
+    # gradient is summed over each block in another order).
+    torch.manual_seed(0)
+    module = build(8, extent, variant, size).double()
+    x = torch.randn(3, 8, *size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    y, reference = module(x), x * module.attention(x)
+    assert torch.equal(y, reference)
+    grad = torch.randn_like(y)
+    inputs = [x, *module.parameters()]
+    for ours, theirs in zip(torch.autograd.grad(y, inputs, grad), torch.autograd.grad(reference, inputs, grad)):
+        assert torch.allclose(ours, theirs, rtol=1e-10, atol=1e-12)
