@@ -6,6 +6,7 @@ from torch import nn
 
 from attention_lib.bam import BAM, COMBINE_MODES, BAMChannelBranch, BAMSpatialBranch
 from attention_lib.squeeze_excitation import bottleneck_width
+from module_checks import assert_same_in_channels_last
 
 
 def bam_channel_parameters(channels: int, width: int) -> int:
@@ -245,10 +246,7 @@ def test_channels_last_gives_same_result(combine):
     torch.manual_seed(0)
     module = BAM(32, reduction=8, combine=combine).eval()
     x = torch.randn(2, 32, 10, 10)
-    y = module(x)
-    y_cl = module(x.to(memory_format=torch.channels_last))
-    assert torch.allclose(y, y_cl, atol=1e-5)
-    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert_same_in_channels_last(module, x, atol=1e-5)
 
 
 @pytest.mark.parametrize("combine", COMBINE_MODES)

@@ -6,6 +6,7 @@ from torch import nn
 
 from attention_lib import SE
 from attention_lib.cbam import CBAM, POOLS, ChannelAttention, SpatialAttention
+from module_checks import assert_same_in_channels_last
 
 
 def channel_attention_parameters(channels: int, width: int) -> int:
@@ -208,13 +209,9 @@ def test_gradcheck_parts_float64():
 def test_channels_last_gives_same_result():
     torch.manual_seed(0)
     x = torch.randn(2, 32, 10, 10)
-    x_cl = x.to(memory_format=torch.channels_last)
     for module in modules(32):
         module.eval()
-        y = module(x)
-        y_cl = module(x_cl)
-        assert torch.allclose(y, y_cl, atol=1e-6)
-        assert y_cl.is_contiguous(memory_format=torch.channels_last)
+        assert_same_in_channels_last(module, x, atol=1e-6)
 
 
 def test_batch_size_one_in_training_mode():

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3, eca_kernel_size
+from module_checks import assert_same_in_channels_last
 
 MODULES = {
     "SEVar1": lambda c: SEVar1(c),
@@ -75,10 +76,7 @@ def test_channels_last_gives_same_result(name):
     torch.manual_seed(0)
     module = MODULES[name](32)
     x = torch.randn(2, 32, 10, 10)
-    y = module(x)
-    y_cl = module(x.to(memory_format=torch.channels_last))
-    assert torch.allclose(y, y_cl, atol=1e-6)
-    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert_same_in_channels_last(module, x, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", MODULES)

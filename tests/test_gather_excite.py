@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attention_lib.gather_excite import GatherExcite
+from module_checks import assert_same_in_channels_last
 
 EXTENTS = [2, 4, 8, "global"]
 VARIANTS = [(False, False), (True, False), (True, True), (False, True)]  # θ-, θ, θ+, θ- with MLP
@@ -161,10 +162,7 @@ def test_channels_last_gives_same_result(extent, variant):
     torch.manual_seed(0)
     module = GatherExcite(16, extent, *variant, reduction=4, spatial_size=(10, 13)).eval()
     x = torch.randn(2, 16, 10, 13)
-    y = module(x)
-    y_cl = module(x.to(memory_format=torch.channels_last))
-    assert torch.allclose(y, y_cl, atol=1e-5)
-    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert_same_in_channels_last(module, x, atol=1e-5)
 
 
 @pytest.mark.parametrize("extent", [8, "global"])

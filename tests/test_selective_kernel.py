@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from attention_lib.selective_kernel import SelectiveKernel, SKBranch, same_padding
+from module_checks import assert_same_in_channels_last
 
 
 def sk_parameters(in_channels, out_channels, width, num_branches=2, kernel_size=3, groups=32):
@@ -162,10 +163,7 @@ def test_channels_last_gives_same_result():
     torch.manual_seed(0)
     module = SelectiveKernel(64, stride=2)
     x = torch.randn(2, 64, 10, 10)
-    y = module(x)
-    y_cl = module(x.to(memory_format=torch.channels_last))
-    assert torch.allclose(y, y_cl, atol=1e-5)
-    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert_same_in_channels_last(module, x, atol=1e-5)
 
 
 def test_batch_size_one_in_training_mode():

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from attention_lib import SE, bottleneck_width
+from module_checks import assert_same_in_channels_last
 
 
 def se_parameters(channels: int, width: int) -> int:
@@ -69,10 +70,7 @@ def test_channels_last_gives_same_result():
     torch.manual_seed(0)
     module = SE(32, reduction=8)
     x = torch.randn(2, 32, 10, 10)
-    y = module(x)
-    y_cl = module(x.to(memory_format=torch.channels_last))
-    assert torch.allclose(y, y_cl, atol=1e-6)
-    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert_same_in_channels_last(module, x, atol=1e-6)
 
 
 def test_batch_size_one_in_training_mode():
