@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from attention_lib.squeeze_excitation import bottleneck_width, mean_pool, rescale
-from attention_lib.validation import check_feature_map, check_int
+from attention_lib.validation import check_bool, check_feature_map, check_int
 
 __all__ = ["POOLS", "amax_pool", "ChannelAttention", "SpatialAttention", "CBAM"]
 
@@ -147,8 +147,7 @@ class SpatialAttention(nn.Module):
                 f"kernel_size must be odd, got {kernel_size}: with padding k // 2 an even "
                 "kernel would change the map's size by one pixel"
             )
-        if not isinstance(batch_norm, bool):
-            raise TypeError(f"batch_norm must be a bool, got {type(batch_norm).__name__} {batch_norm!r}")
+        check_bool(batch_norm, "batch_norm")
         self.kernel_size = kernel_size
         self.batch_norm = batch_norm
         # W of eq. (4.8): 2 input maps (Z1, Z2), 1 output map, same-size padding.

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from attention_lib.squeeze_excitation import mean_pool, rescale
-from attention_lib.validation import check_feature_map, check_int
+from attention_lib.validation import check_bool, check_feature_map, check_int
 
 __all__ = ["eca_kernel_size", "SEVar1", "SEVar2", "SEVar3", "ECA"]
 
@@ -70,8 +70,7 @@ class SEVar2(nn.Module):
     def __init__(self, channels: int, bias: bool = False) -> None:
         super().__init__()
         self.channels = check_int(channels, "channels")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
+        check_bool(bias, "bias")
         # groups=c: output channel i sees input channel i only, i.e. w_i * z_i.
         self.excite = nn.Conv2d(channels, channels, kernel_size=1, groups=channels, bias=bias)
         self.gate = nn.Sigmoid()
@@ -105,8 +104,7 @@ class SEVar3(nn.Module):
     def __init__(self, channels: int, bias: bool = True) -> None:
         super().__init__()
         self.channels = check_int(channels, "channels")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
+        check_bool(bias, "bias")
         self.excite = nn.Conv2d(channels, channels, kernel_size=1, bias=bias)  # W of eq. (3.3)
         self.gate = nn.Sigmoid()
 

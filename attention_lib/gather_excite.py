@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attention_lib.squeeze_excitation import bottleneck_width, mean_pool, rescale
-from attention_lib.validation import check_feature_map, check_int
+from attention_lib.validation import check_bool, check_feature_map, check_int
 
 __all__ = ["GatherExcite"]
 
@@ -98,9 +98,8 @@ class GatherExcite(nn.Module):
         super().__init__()
         self.channels = check_int(channels, "channels")
         self.extent = _check_extent(extent)
-        for name, flag in (("param_gather", param_gather), ("param_excite", param_excite)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
+        check_bool(param_gather, "param_gather")
+        check_bool(param_excite, "param_excite")
         self.param_gather = param_gather
         self.param_excite = param_excite
         check_int(reduction, "reduction")

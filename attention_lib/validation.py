@@ -12,7 +12,7 @@ import numbers
 
 import torch
 
-__all__ = ["check_int", "check_feature_map"]
+__all__ = ["check_int", "check_bool", "check_feature_map"]
 
 
 def check_int(value: object, name: str, minimum: int | None = 1) -> int:
@@ -32,6 +32,13 @@ def check_int(value: object, name: str, minimum: int | None = 1) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a ``bool``; raise TypeError naming ``name`` otherwise."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return value
 
 
 def check_feature_map(x: torch.Tensor, channels: int, module: str) -> None:
