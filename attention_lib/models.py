@@ -96,7 +96,7 @@ def _add_bam(model: nn.Module, kwargs: dict) -> None:
     if isinstance(model, torchvision.models.ResNet):
         for name in ("layer1", "layer2", "layer3"):
             stage = getattr(model, name)
-            channels = stage[-1].bn3.num_features if isinstance(stage[-1], Bottleneck) else stage[-1].bn2.num_features
+            channels = _last_norm(stage[-1])[2].num_features
             setattr(model, name, nn.Sequential(OrderedDict(blocks=stage, bam=BAM(channels, **kwargs))))
         return
     # MobileNetV2: a BAM before every stride-2 block but the first (112 -> 56) one.
