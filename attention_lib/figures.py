@@ -9,13 +9,15 @@ extra; they are imported only when these helpers are called.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from attention_lib.validation import check_int
 
-__all__ = ["PHOTOS", "load_photo", "oriented_filters", "filter_responses", "show_maps"]
+__all__ = ["PHOTOS", "load_photo", "oriented_filters", "filter_responses", "show_maps", "plot_attention",
+           "plot_class_attention", "class_spread"]
 
 #: Colour photos shipped with scikit-image that the chapters use.
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
@@ -99,3 +101,137 @@ def show_maps(maps: torch.Tensor, titles: list[str] | None = None, ncols: int | 
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def _as_list(maps) -> list:
+    if isinstance(maps, Mapping):
+        return list(maps.values())
+    return list(maps)
+
+
+def plot_attention(maps, image: torch.Tensor | None = None, index: int = 0, ncols: int | None = None,
+                   size: float = 2.8, title: str | None = None, cmap: str = "magma"):
+    """Draw attention maps recorded by :class:`~attention_lib.models.AttentionRecorder`.
+
+    One panel per :class:`~attention_lib.models.AttentionMap`, for image ``index`` of the
+    batch, drawn the way its kind reads best:
+
+    * spatial and channel-spatial maps (CBAM's spatial step, BAM, local Gather-Excite):
+      upsampled to the photo and laid over it (channel-spatial maps are averaged over
+      channels first);
+    * channel weights (SE, ECA, CBAM's channel step, global Gather-Excite): one bar per
+      channel, in channel order, on a 0-1 scale;
+    * branch weights (Selective Kernel): one line per branch across the channels, sorted
+      by the weight of the last branch.
+
+    Args:
+        maps: ``recorder.named`` (a dict) or a list of attention maps.
+        image: the ``(3, H, W)`` photo in ``[0, 1]`` the batch came from (optional; used
+            under spatial maps).
+        index: which image of the batch to draw.
+        ncols: panels per row (default: all in one row, at most 4).
+        size: inches per panel.
+        title: the figure's title: say where the weights came from.
+        cmap: colour map of the spatial maps.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    items = _as_list(maps)
+    if not items:
+        raise ValueError("maps is empty: record a forward pass with AttentionRecorder first")
+    if image is not None and (image.dim() != 3 or image.shape[0] != 3):
+        raise ValueError(f"image must be a (3, H, W) tensor, got shape {tuple(image.shape)}")
+    batch = items[0].size("batch")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < batch:
+        raise ValueError(f"index must be an int in [0, {batch}), got {index!r}")
+    ncols = ncols or min(len(items), 4)
+    nrows = math.ceil(len(items) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols * 1.15, size * nrows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(items):]:
+        ax.axis("off")
+    for ax, item in zip(axes.flat, items):
+        label = item.name.replace(".attention", "")
+        if item.kind in ("spatial", "channel-spatial"):
+            heat = item.spatial_map()[index].detach().float().cpu()
+            ax.axis("off")
+            if image is not None:
+                heat = F.interpolate(heat[None, None], size=image.shape[1:], mode="bilinear",
+                                     align_corners=False)[0, 0]
+                ax.imshow(image.permute(1, 2, 0).cpu().numpy())
+                shown = ax.imshow(heat.numpy(), cmap=cmap, alpha=0.55)
+            else:
+                shown = ax.imshow(heat.numpy(), cmap=cmap)
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+            what = "mean over channels" if item.kind == "channel-spatial" else "one weight per pixel"
+            ax.set_title(f"{label}\n{item.module}: {what}", fontsize=8)
+        elif item.kind == "channel":
+            weights = item.channel_weights()[index].detach().float().cpu()
+            ax.bar(range(len(weights)), weights.numpy(), width=1.0, color="tab:blue")
+            ax.set_ylim(0, 1)
+            ax.set_xlim(-0.5, len(weights) - 0.5)
+            ax.set_xlabel("channel", fontsize=8)
+            ax.set_title(f"{label}\n{item.module}: mean {weights.mean():.2f}, std {weights.std():.2f}", fontsize=8)
+        else:  # branch
+            weights = item.channel_weights()[index].detach().float().cpu()  # (branch, channel)
+            order = weights[-1].argsort()
+            for b in range(weights.shape[0]):
+                ax.plot(weights[b, order].numpy(), label=f"branch {b + 1}", linewidth=1)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("channel (sorted)", fontsize=8)
+            ax.legend(fontsize=7, loc="center left")
+            ax.set_title(f"{label}\n{item.module}: last branch mean {weights[-1].mean():.2f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_class_attention(per_class: Mapping[str, torch.Tensor], class_names: Sequence[str],
+                         title: str | None = None, size: float = 3.2):
+    """Heat maps of mean channel weights per class, one panel per layer.
+
+    Each panel's rows are classes and columns channels; its title gives the *spread*
+    (the across-class standard deviation of each channel's mean weight, averaged over
+    channels): near zero when a layer weights channels the same for every class.
+
+    Args:
+        per_class: layer name -> ``(classes, channels)`` tensor, e.g. from
+            :func:`attention_lib.trained.class_attention`.
+        class_names: one name per row.
+        title: the figure's title: say where the weights came from.
+    """
+    import matplotlib.pyplot as plt
+
+    if not per_class:
+        raise ValueError("per_class is empty")
+    for name, table in per_class.items():
+        if table.dim() != 2 or table.shape[0] != len(class_names):
+            raise ValueError(f"per_class[{name!r}] must be (classes={len(class_names)}, channels), "
+                             f"got shape {tuple(table.shape)}")
+    fig, axes = plt.subplots(1, len(per_class), figsize=(size * len(per_class) * 1.2, size), squeeze=False,
+                             layout="constrained")
+    shown = None
+    for ax, (name, table) in zip(axes.flat, per_class.items()):
+        table = table.detach().float().cpu()
+        shown = ax.imshow(table.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=7)
+        ax.set_xlabel("channel", fontsize=8)
+        ax.set_title(f"{name.replace('.attention', '')}\nspread across classes {class_spread(table):.3f}",
+                     fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.colorbar(shown, ax=axes, fraction=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def class_spread(per_class: torch.Tensor) -> float:
+    """Mean over channels of the across-class standard deviation of ``(classes, channels)``
+    weights: 0 when every class gets the same channel weights."""
+    if per_class.dim() != 2 or per_class.shape[0] < 2:
+        raise ValueError(f"per_class must be (classes >= 2, channels), got shape {tuple(per_class.shape)}")
+    return float(per_class.float().std(dim=0).mean())

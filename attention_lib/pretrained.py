@@ -39,10 +39,13 @@ model. timm is needed only for timm's names (``pip install timm``).
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -444,21 +447,61 @@ def _network_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _fetch_timm(model_name: str) -> dict[str, torch.Tensor]:
-    """Download timm's ``model_name`` (``"base.tag"``) and return its state dict."""
-    return _import_timm().create_model(model_name, pretrained=True).state_dict()
+def _fetch_timm(model_name: str, file: str | None = None) -> dict[str, torch.Tensor]:
+    """timm's ``model_name`` (``"base.tag"``) with its published weights, as a state dict:
+    downloaded, or read from ``file`` (a cached copy) without touching the network."""
+    options = {"pretrained_cfg_overlay": {"file": file}} if file else {}
+    return _import_timm().create_model(model_name, pretrained=True, **options).state_dict()
 
 
 def _fetch_torchvision(weights) -> dict[str, torch.Tensor]:
-    """Download a torchvision weights enum member's state dict."""
+    """Download a torchvision weights enum member's state dict (torch hub's cache first)."""
     return weights.get_state_dict(progress=True, check_hash=True)
+
+
+def _cached_file(entry: PretrainedEntry, tag: str) -> str | None:
+    """The local copy of the published weights, when an earlier download left one."""
+    if entry.source == "torchvision":
+        from urllib.parse import urlparse
+
+        url = _tv_weights(entry, tag).url
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+        return str(path) if path.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        return None
+    hub_id = _import_timm().models.get_pretrained_cfg(f"{entry.name}.{tag}").hf_hub_id
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _host_reachable(host: str, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to ``host``:443 opens (assumed yes behind a proxy).
+
+    Checked before a download so that an offline machine fails in milliseconds, instead
+    of waiting for the download libraries' retries (about a minute for the hub)."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+_HOSTS = {"timm": "huggingface.co", "torchvision": "download.pytorch.org"}
 
 
 def fetch_published_state_dict(name: str) -> dict[str, torch.Tensor]:
     """Download the published weights of ``name`` (``"base"`` or ``"base.tag"``).
 
     The only function here that touches the network. Downloads are cached by timm
-    (Hugging Face hub cache) or torchvision (``$TORCH_HOME``).
+    (Hugging Face hub cache) or torchvision (``$TORCH_HOME``); a cached copy is used
+    without any network access.
 
     Raises:
         RuntimeError: the weights could not be downloaded (offline, blocked, server
@@ -466,19 +509,26 @@ def fetch_published_state_dict(name: str) -> dict[str, torch.Tensor]:
     """
     entry, tag = _parse(name)
     full = f"{entry.name}.{tag}"
+    host = _HOSTS[entry.source]
+    where = f"{host} (through timm)" if entry.source == "timm" else host
+
+    def failure(reason: str) -> RuntimeError:
+        return RuntimeError(
+            f"the pretrained weights of {full!r} ({entry.source}) could not be downloaded from {where}: "
+            f"{reason}. Downloading needs an internet connection the first time (the file is cached "
+            f"afterwards). Offline, build the model with attention_lib.pretrained.build_model({entry.name!r}) "
+            f"and load a state dict you already have with load_published_state_dict(model, {entry.name!r}, "
+            f"state_dict).")
+
+    cached = _cached_file(entry, tag)
+    if cached is None and not _host_reachable(host):
+        raise failure(f"cannot connect to {host}")
     try:
         if entry.source == "timm":
-            return _fetch_timm(full)
+            return _fetch_timm(full, file=cached)
         return _fetch_torchvision(_tv_weights(entry, tag))
     except _network_errors() as error:
-        where = "the Hugging Face hub (through timm)" if entry.source == "timm" else "download.pytorch.org"
-        raise RuntimeError(
-            f"the pretrained weights of {full!r} ({entry.source}) could not be downloaded from {where}: "
-            f"{type(error).__name__}: {error}. Downloading needs an internet connection the first time "
-            f"(the file is cached afterwards). Offline, build the model with "
-            f"attention_lib.pretrained.build_model({entry.name!r}) and load a state dict you already have "
-            f"with load_published_state_dict(model, {entry.name!r}, state_dict)."
-        ) from error
+        raise failure(f"{type(error).__name__}: {error}") from error
 
 
 # ----------------------------------------------------------------------------- mapping

@@ -11,7 +11,7 @@ from attention_lib.gather_excite import GatherExcite
 from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.squeeze_excitation import SE
 from attention_lib.models import (
-    ARCHS, ATTENTIONS, AttentionRecorder, attention_modules, count_flops, count_parameters, create_model,
+    ARCHS, ATTENTIONS, AttentionMap, AttentionRecorder, attention_modules, count_flops, count_parameters, create_model,
 )
 
 TYPES = {"se": SE, "eca": ECA, "cbam": CBAM, "bam": BAM, "ge": GatherExcite, "sk": SelectiveKernel}
@@ -99,6 +99,62 @@ def test_attention_recorder_reads_maps_through_hooks():
     assert weights.shape == (2, 512, 1, 1) and bool((weights > 0).all() and (weights < 1).all())
     model(torch.randn(1, 3, 64, 64))  # hooks are gone after the block
     assert recorder.maps["layer4.1.bn2.attention"].shape[0] == 2
+
+
+@pytest.mark.parametrize("attention,kwargs,name,dims,shape", [
+    ("se", {}, "layer2.0.bn2.attention", ("batch", "channel"), (2, 128)),
+    ("eca", {}, "layer2.0.bn2.attention", ("batch", "channel"), (2, 128)),
+    ("cbam", {}, "layer2.0.bn2.attention.channel", ("batch", "channel"), (2, 128)),
+    ("cbam", {}, "layer2.0.bn2.attention.spatial", ("batch", "height", "width"), (2, 8, 8)),
+    ("bam", {}, "layer2.bam", ("batch", "channel", "height", "width"), (2, 128, 8, 8)),
+    ("ge", {}, "layer2.0.bn2.attention", ("batch", "channel"), (2, 128)),
+    ("ge", {"extent": 2}, "layer2.0.bn2.attention", ("batch", "channel", "height", "width"), (2, 128, 8, 8)),
+    ("sk", {}, "layer2.0.conv1", ("batch", "branch", "channel"), (2, 2, 128)),
+])
+def test_recorder_names_the_dimensions(attention, kwargs, name, dims, shape):
+    torch.manual_seed(0)
+    model = create_model("resnet18", attention, num_classes=3, image_size=64, **kwargs).eval()
+    with AttentionRecorder(model) as recorder:
+        model(torch.randn(2, 3, 64, 64))
+    item = recorder.named[name]
+    assert item.dims == dims and item.tensor.shape == shape
+    assert item.module == {"se": "SE", "eca": "ECA", "cbam": "CBAM", "bam": "BAM", "ge": "GatherExcite",
+                           "sk": "SelectiveKernel"}[attention]
+    assert item.size("batch") == 2
+    if "channel" in dims:
+        assert item.channel_weights().shape == ((2, 2, 128) if item.kind == "branch" else (2, 128))
+    if "height" in dims:
+        assert item.spatial_map().shape == (2, 8, 8)
+
+
+def test_recorded_cbam_maps_are_the_ones_its_forward_pass_uses():
+    torch.manual_seed(0)
+    model = create_model("resnet18", "cbam", num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with AttentionRecorder(model) as recorder:
+        model(x)
+    cbam = model.layer1[0].bn2.attention
+    inner = {}
+    cbam.register_forward_hook(lambda module, inputs, output: inner.update(x=inputs[0]))
+    model(x)
+    channel = recorder.named["layer1.0.bn2.attention.channel"].tensor
+    spatial = recorder.named["layer1.0.bn2.attention.spatial"].tensor
+    expected = inner["x"] * channel[:, :, None, None] * spatial[:, None]
+    torch.testing.assert_close(cbam(inner["x"]), expected)
+    torch.testing.assert_close(recorder.maps["layer1.0.bn2.attention"][:, 0], spatial)
+
+
+def test_attention_map_errors_name_the_problem():
+    channel = AttentionMap("a", "SE", torch.zeros(2, 4), ("batch", "channel"))
+    spatial = AttentionMap("b", "CBAM", torch.zeros(2, 3, 3), ("batch", "height", "width"))
+    with pytest.raises(ValueError, match=r"dims \('batch',\) name 1 dimensions, but the tensor has 2"):
+        AttentionMap("c", "SE", torch.zeros(2, 4), ("batch",))
+    with pytest.raises(ValueError, match="a has no dimension 'height'"):
+        channel.size("height")
+    with pytest.raises(ValueError, match="a \\(SE\\) has one weight per channel: it has no spatial map"):
+        channel.spatial_map()
+    with pytest.raises(ValueError, match="b \\(CBAM\\) is a spatial map: it has no per-channel weights"):
+        spatial.channel_weights()
 
 
 def test_recorder_needs_attention():

@@ -10,6 +10,7 @@ import copy
 import functools
 import itertools
 import socket
+import time
 import urllib.error
 
 import pytest
@@ -174,8 +175,51 @@ def test_a_failed_mapping_leaves_the_model_untouched():
 
 # ----------------------------------------------------------------------------- downloads (never real)
 
-def test_offline_timm_fetch_raises_a_clear_error(monkeypatch, no_network):
-    def offline(model_name):
+@pytest.fixture
+def host_seems_up(monkeypatch):
+    """Pretend the download host answers, so that the download functions themselves run
+    (and fail, or are stubbed); no weights are cached in the tests."""
+    monkeypatch.setattr(P, "_host_reachable", lambda host, timeout=5.0: True)
+    monkeypatch.setattr(P, "_cached_file", lambda entry, tag: None)
+
+
+def test_unreachable_host_fails_fast_with_a_clear_error(monkeypatch, no_network):
+    monkeypatch.setattr(P, "_cached_file", lambda entry, tag: None)
+    called = []
+    monkeypatch.setattr(P, "_fetch_timm", lambda *args, **kwargs: called.append(args))
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"'seresnet50\.a1_in1k' \(timm\) could not be downloaded from "
+                                           r"huggingface\.co \(through timm\): cannot connect to huggingface\.co"):
+        P.fetch_published_state_dict("seresnet50")
+    assert time.perf_counter() - started < 1.0 and not called
+
+
+def test_cached_weights_are_read_without_the_network(monkeypatch, no_network, tmp_path):
+    """A cached copy is handed to timm as a local file; no connection is attempted."""
+    monkeypatch.setattr(P, "_cached_file", lambda entry, tag: str(tmp_path / "model.safetensors"))
+    seen = {}
+
+    def fetch(model_name, file=None):
+        seen.update(name=model_name, file=file)
+        return {"x": torch.zeros(1)}
+    monkeypatch.setattr(P, "_fetch_timm", fetch)
+    assert P.fetch_published_state_dict("seresnet50")["x"].shape == (1,)
+    assert seen == {"name": "seresnet50.a1_in1k", "file": str(tmp_path / "model.safetensors")}
+
+
+def test_torchvision_cache_path_is_torch_hubs(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    entry = P.PRETRAINED["resnet18"]
+    assert P._cached_file(entry, "IMAGENET1K_V1") is None
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"")
+    assert P._cached_file(entry, "IMAGENET1K_V1") == str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+
+
+def test_offline_timm_fetch_raises_a_clear_error(monkeypatch, no_network, host_seems_up):
+    def offline(model_name, file=None):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
     monkeypatch.setattr(P, "_fetch_timm", offline)
     with pytest.raises(RuntimeError, match=r"'seresnet50\.ra2_in1k'.*could not be downloaded") as info:
@@ -184,7 +228,7 @@ def test_offline_timm_fetch_raises_a_clear_error(monkeypatch, no_network):
     assert "build_model('seresnet50')" in str(info.value)
 
 
-def test_offline_timm_create_model_error_is_caught(monkeypatch, no_network):
+def test_offline_timm_create_model_error_is_caught(monkeypatch, no_network, host_seems_up):
     """The real _fetch_timm, with timm.create_model failing as huggingface_hub does offline
     (its LocalEntryNotFoundError is an OSError)."""
     real = timm.create_model
@@ -198,7 +242,7 @@ def test_offline_timm_create_model_error_is_caught(monkeypatch, no_network):
         P.fetch_published_state_dict("skresnet18")
 
 
-def test_offline_torchvision_fetch_raises_a_clear_error(monkeypatch, no_network):
+def test_offline_torchvision_fetch_raises_a_clear_error(monkeypatch, no_network, host_seems_up):
     def offline(self, *args, **kwargs):
         raise urllib.error.URLError("no route to host")
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
@@ -207,9 +251,9 @@ def test_offline_torchvision_fetch_raises_a_clear_error(monkeypatch, no_network)
         P.pretrained_model("resnet18")
 
 
-def test_pretrained_model_end_to_end_with_a_stubbed_download(monkeypatch, no_network):
+def test_pretrained_model_end_to_end_with_a_stubbed_download(monkeypatch, no_network, host_seems_up):
     theirs = published("seresnet50")
-    monkeypatch.setattr(P, "_fetch_timm", lambda model_name: theirs.state_dict())
+    monkeypatch.setattr(P, "_fetch_timm", lambda model_name, file=None: theirs.state_dict())
     model = P.pretrained_model("seresnet50")
     assert not model.training
     assert model.pretrained_cfg["name"] == "seresnet50.a1_in1k"
