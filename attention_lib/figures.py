@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from attention_lib.validation import check_int
 
 __all__ = ["PHOTOS", "load_photo", "oriented_filters", "filter_responses", "show_maps", "plot_attention",
-           "plot_class_attention", "class_spread"]
+           "plot_class_attention", "class_spread", "plot_spread_by_depth"]
 
 #: Colour photos shipped with scikit-image that the chapters use.
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
@@ -235,3 +235,27 @@ def class_spread(per_class: torch.Tensor) -> float:
     if per_class.dim() != 2 or per_class.shape[0] < 2:
         raise ValueError(f"per_class must be (classes >= 2, channels), got shape {tuple(per_class.shape)}")
     return float(per_class.float().std(dim=0).mean())
+
+
+def plot_spread_by_depth(per_class: Mapping[str, torch.Tensor], title: str | None = None):
+    """Line plot of :func:`class_spread` for every attention module, in network order.
+
+    The SE paper's question: do a layer's channel weights depend on the class? A spread near
+    zero says no (class-agnostic), a larger one says yes (class-specific).
+    """
+    import matplotlib.pyplot as plt
+
+    if not per_class:
+        raise ValueError("per_class is empty")
+    names = list(per_class)
+    spreads = [class_spread(table) for table in per_class.values()]
+    fig, ax = plt.subplots(figsize=(8, 3), layout="constrained")
+    ax.plot(range(len(spreads)), spreads, marker="o")
+    ax.set_xticks(range(len(names)), [n.replace(".attention", "").replace(".bn3", "").replace(".bn2", "")
+                                      for n in names], rotation=90, fontsize=7)
+    ax.set_ylabel("spread across classes")
+    ax.set_xlabel("attention module (input side to output side)")
+    ax.set_ylim(bottom=0)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

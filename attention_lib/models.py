@@ -36,12 +36,23 @@ from attention_lib.gather_excite import GatherExcite
 from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.squeeze_excitation import SE
 
-__all__ = ["ARCHS", "ATTENTIONS", "create_model", "attention_modules", "AttentionMap", "AttentionRecorder",
-           "count_parameters", "count_flops"]
+__all__ = ["ARCHS", "ATTENTIONS", "create_model", "attention_modules", "is_attention_module", "AttentionMap",
+           "AttentionRecorder", "count_parameters", "count_flops"]
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "mobilenet_v2")
 ATTENTIONS = (None, "se", "eca", "cbam", "bam", "ge", "sk")
 ATTENTION_TYPES = (SE, ECA, CBAM, BAM, GatherExcite, SelectiveKernel)
+_ATTENTION_NAMES = frozenset(kind.__name__ for kind in ATTENTION_TYPES)
+
+
+def is_attention_module(module: nn.Module) -> bool:
+    """Whether ``module`` is one of this library's attention modules.
+
+    Also true for the same classes defined in a chapter's notebook (the code that
+    ``make export`` copies into the package): same name, same ``attention`` method.
+    """
+    return isinstance(module, ATTENTION_TYPES) or (
+        type(module).__name__ in _ATTENTION_NAMES and callable(getattr(module, "attention", None)))
 
 _BLOCK_ATTENTION: dict[str, Callable[..., nn.Module]] = {"se": SE, "eca": ECA, "cbam": CBAM, "ge": GatherExcite}
 
@@ -166,7 +177,7 @@ def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The attention modules of ``model`` (outermost only), with their qualified names."""
     found: list[tuple[str, nn.Module]] = []
     for name, module in model.named_modules():
-        if isinstance(module, ATTENTION_TYPES) and not any(name.startswith(prefix + ".") for prefix, _ in found):
+        if is_attention_module(module) and not any(name.startswith(prefix + ".") for prefix, _ in found):
             found.append((name, module))
     return found
 
@@ -231,11 +242,11 @@ class AttentionMap:
 def _named_maps(name: str, module: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> list[AttentionMap]:
     """The :class:`AttentionMap` s of one module, for its input ``x`` and ``weights = module.attention(x)``."""
     kind = type(module).__name__
-    if isinstance(module, CBAM):  # weights is the spatial map; the channel step is computed here
+    if kind == "CBAM":  # weights is the spatial map; the channel step is computed here
         channel = module.channel.attention(x)
         return [AttentionMap(f"{name}.channel", kind, channel.flatten(1), ("batch", "channel")),
                 AttentionMap(f"{name}.spatial", kind, weights[:, 0], ("batch", "height", "width"))]
-    if isinstance(module, SelectiveKernel):  # (n, m, c, 1, 1)
+    if kind == "SelectiveKernel":  # (n, m, c, 1, 1)
         return [AttentionMap(name, kind, weights.flatten(2), ("batch", "branch", "channel"))]
     if weights.shape[-2:] == (1, 1):  # SE, ECA, global GE
         return [AttentionMap(name, kind, weights.flatten(1), ("batch", "channel"))]

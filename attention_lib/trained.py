@@ -40,13 +40,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from attention_lib.models import ATTENTION_TYPES, AttentionRecorder, attention_modules, create_model
-from attention_lib.selective_kernel import SelectiveKernel
+from attention_lib.models import AttentionRecorder, attention_modules, create_model, is_attention_module
 
 __all__ = [
     "WEIGHT_MODES", "IMAGENETTE_TO_IMAGENET", "load_trained", "load_checkpoint_model", "weights_label",
     "is_result", "imagenet_categories", "preprocess", "predict_top_k", "ablate_attention", "class_attention",
-    "ImagenetteResult", "imagenette_val", "evaluate_imagenette", "main",
+    "ImagenetteResult", "imagenette_val", "evaluate_imagenette", "imagenette_report", "pick_layers",
+    "photo_batch", "show_attention", "top5_markdown", "main",
 ]
 
 #: ``load_trained(weights=...)``: download the published weights when possible, skip, or
@@ -97,7 +97,7 @@ def load_trained(name: str, weights: str = "auto") -> nn.Module | None:
         pretrained.load_published_state_dict(model, name, pretrained.published_model(name).state_dict())
         model.pretrained_cfg = {**pretrained.data_config(name), "random": True}
         print(f"RANDOM WEIGHTS: {name}'s architecture, randomly initialised and mapped onto ours. This runs "
-              "the code of this section; its numbers and pictures mean nothing.")
+              "the code of this section; its numbers and pictures mean nothing: not a result.")
         return model.eval()
     try:
         # Download progress goes to stdout: in a book build, anything on stderr is a warning.
@@ -241,12 +241,14 @@ def ablate_attention(model: nn.Module) -> Iterator[list[str]]:
     def identity(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         return inputs[0]
 
-    def equal_branches(module: SelectiveKernel, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    def equal_branches(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         branches = [branch(inputs[0]) for branch in module.branches]
         return torch.stack(branches).mean(dim=0)
 
-    handles = [module.register_forward_hook(equal_branches if isinstance(module, SelectiveKernel) else identity)
-               for _, module in modules]
+    handles = []
+    for _, module in modules:
+        is_sk = type(module).__name__ == "SelectiveKernel"  # also the chapter's own class
+        handles.append(module.register_forward_hook(equal_branches if is_sk else identity))
     try:
         yield [name for name, _ in modules]
     finally:
@@ -402,7 +404,7 @@ def evaluate_imagenette(model: nn.Module, root: str | Path = "data", download: b
     batches = ((images.to(device), labels.to(device))
                for images, labels in tqdm(loader, desc="Imagenette val", disable=not progress, leave=False))
     model.eval().to(device)
-    if any(isinstance(m, ATTENTION_TYPES) for m in model.modules()):
+    if any(is_attention_module(m) for m in model.modules()):
         per_class_weights, counts = class_attention(model, batches, len(wnids), on_logits=count)
     else:
         per_class_weights, counts = {}, torch.zeros(len(wnids), dtype=torch.long)
@@ -413,6 +415,93 @@ def evaluate_imagenette(model: nn.Module, root: str | Path = "data", download: b
     total = int(counts.sum())
     names = [classes[0] for classes in dataset.classes]
     return ImagenetteResult(total, float(hits[0]) / total, float(hits[1]) / total, names, per_class_weights, counts)
+
+
+# ----------------------------------------------------------------------------- chapter helpers
+
+def imagenette_report(model: nn.Module, root: str | Path = "data", download: bool = True,
+                      per_class: int | None = None, progress: bool = True) -> ImagenetteResult | None:
+    """:func:`evaluate_imagenette`, printing the top-1 with its provenance, or ``None`` (said
+    why) when Imagenette is neither on disk nor downloadable."""
+    try:
+        result = evaluate_imagenette(model, root, download=download, per_class=per_class, progress=progress)
+    except (OSError, RuntimeError) as error:  # no folder, or the download failed
+        print(f"Imagenette's validation split is not available here, so the per-class statistics are "
+              f"skipped.\nReason: {type(error).__name__}: {error}")
+        return None
+    subset = f"the first {per_class} images of each class" if per_class else "all images"
+    print(f"{weights_label(model)}\ntop-1 on Imagenette's validation split ({subset}, {result.images} images): "
+          f"{result.top1:.1%} among ImageNet's 1000 classes (chance: 0.1%), {result.top1_among_10:.1%} among "
+          "Imagenette's 10")
+    return result
+
+
+def pick_layers(per_layer: dict[str, Any], count: int = 4) -> dict[str, Any]:
+    """``count`` entries of a name -> value dict, evenly spaced from first to last (network order)."""
+    names = list(per_layer)
+    if len(names) <= count:
+        return dict(per_layer)
+    chosen = sorted({round(i * (len(names) - 1) / (count - 1)) for i in range(count)})
+    return {names[i]: per_layer[names[i]] for i in chosen}
+
+
+def photo_batch(model: nn.Module, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-image photos ``names`` as ``(model input, the same crops in [0, 1])``."""
+    from attention_lib.figures import load_photo
+
+    cfg = model.pretrained_cfg
+    photos = [load_photo(name) for name in names]
+    batch = torch.cat([preprocess(photo, model) for photo in photos])
+    plain = {**cfg, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    crops = torch.cat([preprocess(photo, plain) for photo in photos])
+    return batch, crops
+
+
+def show_attention(model: nn.Module, photo: str = "chelsea", layers: Sequence[str] | None = None,
+                   count: int = 4, kinds: Sequence[str] | None = None):
+    """Record a model's attention on one real photo and draw it with :func:`~attention_lib.figures.plot_attention`.
+
+    Args:
+        model: from :func:`load_trained` or :func:`load_checkpoint_model`.
+        photo: a scikit-image photo (:data:`attention_lib.figures.PHOTOS`).
+        layers: names of the maps to draw (default: ``count`` maps spread over the depth).
+        kinds: draw only maps of these kinds (e.g. ``("spatial",)`` for CBAM's spatial step).
+
+    Returns:
+        The figure, or ``None`` for the model of a smoke run (it is not drawn: not a result).
+    """
+    from attention_lib.figures import plot_attention
+
+    batch, crops = photo_batch(model, [photo])
+    with torch.no_grad(), AttentionRecorder(model) as recorder:
+        model(batch.to(next(model.parameters()).device))
+    recorded = {name: item for name, item in recorder.named.items() if kinds is None or item.kind in kinds}
+    if not recorded:
+        raise ValueError(f"the model records no attention map of the kinds {kinds}")
+    maps = {name: recorded[name] for name in layers} if layers else pick_layers(recorded, count)
+    if (getattr(model, "pretrained_cfg", None) or {}).get("smoke"):
+        shapes = ", ".join(f"{name}: {tuple(item.tensor.shape)}" for name, item in maps.items())
+        print(f"Smoke run: attention recorded ({shapes}) but not drawn - its weights are not a result.")
+        return None
+    return plot_attention(maps, image=crops[0], title=f"{photo}: {weights_label(model)}")
+
+
+def top5_markdown(model: nn.Module, photos: Sequence[str] = ("chelsea", "coffee", "rocket", "astronaut")) -> str:
+    """A Markdown table of the top-5 ImageNet classes of real photos, with the attention
+    working and switched off (:func:`ablate_attention`)."""
+    batch, _ = photo_batch(model, photos)
+    batch = batch.to(next(model.parameters()).device)
+    before = predict_top_k(model, batch)
+    with ablate_attention(model):
+        after = predict_top_k(model, batch)
+
+    def cell(row: list[tuple[str, float]]) -> str:
+        return "<br>".join(f"{name} ({p:.1%})" for name, p in row)
+
+    lines = [f"Top-5 of {weights_label(model)}", "",
+             "| photo | attention on | attention switched off |", "|---|---|---|"]
+    lines += [f"| {photo} | {cell(b)} | {cell(a)} |" for photo, b, a in zip(photos, before, after)]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -1,5 +1,7 @@
 """Tests for attention_lib.models: placement, counts against the papers, hooks, errors."""
 
+import inspect
+
 import pytest
 import torch
 from torch import nn
@@ -12,6 +14,7 @@ from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.squeeze_excitation import SE
 from attention_lib.models import (
     ARCHS, ATTENTIONS, AttentionMap, AttentionRecorder, attention_modules, count_flops, count_parameters, create_model,
+    is_attention_module,
 )
 
 TYPES = {"se": SE, "eca": ECA, "cbam": CBAM, "bam": BAM, "ge": GatherExcite, "sk": SelectiveKernel}
@@ -155,6 +158,22 @@ def test_attention_map_errors_name_the_problem():
         channel.spatial_map()
     with pytest.raises(ValueError, match="b \\(CBAM\\) is a spatial map: it has no per-channel weights"):
         spatial.channel_weights()
+
+
+def test_recorder_reads_the_chapters_own_classes():
+    """A chapter defines SE in a notebook cell (the code `make export` copies): the
+    recorder finds that class too, by its name and its attention method."""
+    from attention_lib import squeeze_excitation
+
+    namespace = {}
+    exec(compile(inspect.getsource(squeeze_excitation), "<notebook cell>", "exec"), namespace)
+    notebook_se = namespace["SE"]
+    assert notebook_se is not squeeze_excitation.SE
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), notebook_se(16, reduction=4), nn.Conv2d(16, 16, 1))
+    with AttentionRecorder(model) as recorder:
+        model(torch.randn(2, 3, 10, 10))
+    assert list(recorder.named) == ["1"] and recorder.named["1"].dims == ("batch", "channel")
+    assert not is_attention_module(nn.Conv2d(3, 3, 1))
 
 
 def test_recorder_needs_attention():

@@ -308,3 +308,56 @@ def test_plot_class_attention_and_spread():
         plot_class_attention({"x": table}, ["a", "b", "c"])
     with pytest.raises(ValueError, match="per_class must be"):
         class_spread(torch.zeros(1, 4))
+
+
+# ----------------------------------------------------------------------------- chapter helpers
+
+def test_pick_layers_spreads_over_the_depth():
+    layers = {f"l{i}": i for i in range(16)}
+    assert T.pick_layers(layers) == {"l0": 0, "l5": 5, "l10": 10, "l15": 15}
+    assert T.pick_layers({"a": 1, "b": 2}) == {"a": 1, "b": 2}
+
+
+def test_show_attention_draws_real_models_and_not_smoke_runs(random_seresnet50, tmp_path, capsys):
+    fig = T.show_attention(random_seresnet50, "coffee")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 4 and titles[0].startswith("layer1.0.bn3")
+    assert "RANDOM WEIGHTS" in fig._suptitle.get_text()
+    plt.close(fig)
+    train(notebook_config(smoke=True, attention="bam", output_dir=str(tmp_path / "run")))
+    assert T.show_attention(T.load_checkpoint_model(tmp_path / "run"), "rocket") is None
+    assert "Smoke run: attention recorded (layer1.bam: (1, 64, 8, 8)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"no attention map of the kinds \('spatial',\)"):
+        T.show_attention(random_seresnet50, kinds=("spatial",))
+
+
+def test_top5_markdown_compares_with_and_without_attention(random_seresnet50):
+    table = T.top5_markdown(random_seresnet50, photos=("chelsea", "rocket"))
+    lines = table.splitlines()
+    assert lines[0].startswith("Top-5 of seresnet50.a1_in1k architecture with RANDOM WEIGHTS")
+    assert lines[2] == "| photo | attention on | attention switched off |"
+    assert [line.split(" | ")[0] for line in lines[4:]] == ["| chelsea", "| rocket"]
+    assert all(line.count("<br>") == 8 for line in lines[4:])  # five classes in each of two columns
+
+
+def test_imagenette_report_prints_or_explains(imagenette_tree, capsys):
+    model = ConstantClassifier(0)
+    assert T.imagenette_report(model, imagenette_tree / "absent", download=False) is None
+    assert "not available here, so the per-class statistics are skipped" in capsys.readouterr().out
+    result = T.imagenette_report(model, imagenette_tree, download=False, per_class=2, progress=False)
+    assert result.images == 6
+    assert "(the first 2 images of each class, 6 images): 33.3% among ImageNet's 1000 classes" in \
+        capsys.readouterr().out
+
+
+def test_plot_spread_by_depth():
+    from attention_lib.figures import plot_spread_by_depth
+
+    tables = {"layer1.0.bn3.attention": torch.tensor([[0.0, 1.0], [1.0, 1.0]]),
+              "layer4.2.bn3.attention": torch.zeros(2, 3)}
+    fig = plot_spread_by_depth(tables, title="t")
+    assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([0.5 ** 0.5 / 2, 0.0])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["layer1.0", "layer4.2"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="per_class is empty"):
+        plot_spread_by_depth({})
