@@ -12,14 +12,17 @@ convenience::
     torch.Size([2, 64, 8, 8])
 
 Backbones with attention placed as in the papers come from :func:`create_model`
-(``attention_lib.models``); training from ``python -m attention_lib.train``.
+(``attention_lib.models``), whose :class:`AttentionRecorder` reads every module's weights
+as :class:`AttentionMap` s (tensors with named dimensions); published ImageNet weights
+from :func:`pretrained_model` (``attention_lib.pretrained``); what trained attention
+does from ``attention_lib.trained``; training from ``python -m attention_lib.train``.
 """
 
 from attention_lib.bam import BAM, BAMChannelBranch, BAMSpatialBranch
 from attention_lib.cbam import CBAM, ChannelAttention, SpatialAttention
 from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3, eca_kernel_size
 from attention_lib.gather_excite import GatherExcite
-from attention_lib.models import AttentionRecorder, create_model
+from attention_lib.models import AttentionMap, AttentionRecorder, create_model
 from attention_lib.pretrained import pretrained_model
 from attention_lib.selective_kernel import SelectiveKernel, SKBranch, same_padding
 from attention_lib.squeeze_excitation import SE, bottleneck_width
@@ -31,6 +34,6 @@ __all__ = [
     "BAMChannelBranch", "BAMSpatialBranch", "BAM",
     "GatherExcite",
     "SKBranch", "SelectiveKernel", "same_padding",
-    "create_model", "AttentionRecorder", "pretrained_model",
+    "create_model", "AttentionMap", "AttentionRecorder", "pretrained_model",
 ]
 __version__ = "0.1.0"

@@ -70,6 +70,35 @@ IMAGENETTE_TO_IMAGENET = {
 
 # ----------------------------------------------------------------------------- loading
 
+_DOWNLOAD_LOGGERS = ("huggingface_hub", "timm", "torch.hub", "torchvision")
+
+
+@contextlib.contextmanager
+def _output_to_stdout() -> Iterator[None]:
+    """Send what downloads print (progress bars, warnings, the libraries' log messages) to
+    stdout while the block runs. In a book build, anything on stderr is a Sphinx warning,
+    and huggingface_hub logs through a handler that holds on to the original stderr."""
+    import logging
+    import warnings
+
+    def show_on_stdout(message, category, filename, lineno, file=None, line=None) -> None:
+        sys.stdout.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    saved = []
+    for name in _DOWNLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers = [logging.StreamHandler(sys.stdout)]
+        logger.propagate = False
+    try:
+        with contextlib.redirect_stderr(sys.stdout), warnings.catch_warnings():
+            warnings.showwarning = show_on_stdout
+            yield
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+
+
 def load_trained(name: str, weights: str = "auto") -> nn.Module | None:
     """Our model carrying the published ImageNet weights of ``name``, or ``None`` (said why).
 
@@ -100,8 +129,7 @@ def load_trained(name: str, weights: str = "auto") -> nn.Module | None:
               "the code of this section; its numbers and pictures mean nothing: not a result.")
         return model.eval()
     try:
-        # Download progress goes to stdout: in a book build, anything on stderr is a warning.
-        with contextlib.redirect_stderr(sys.stdout):
+        with _output_to_stdout():  # download progress and messages: see _output_to_stdout
             model = pretrained.pretrained_model(name)
     except (RuntimeError, ImportError) as error:
         print(f"The published ImageNet weights of {name} are not available here, so this section shows "
@@ -353,7 +381,7 @@ def imagenette_val(root: str | Path, model_or_cfg: nn.Module | dict[str, Any], d
                           antialias=True),
         transforms.CenterCrop(crop), transforms.ToTensor(), transforms.Normalize(cfg["mean"], cfg["std"]),
     ])
-    with contextlib.redirect_stderr(sys.stdout):  # download progress: see load_trained
+    with _output_to_stdout():  # download progress: see load_trained
         dataset = datasets.Imagenette(str(Path(root).expanduser()), split="val", size=size, download=download,
                                       transform=transform, loader=_rgb_loader)
     if per_class is None:

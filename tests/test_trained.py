@@ -97,6 +97,26 @@ def test_downloaded_weights_are_a_result(monkeypatch, capsys):
     assert "not a result" in T.weights_label(create_model("resnet18", "se"))
 
 
+def test_download_messages_go_to_stdout(monkeypatch, capsys):
+    """What a download prints or logs must not reach stderr (a warning in the book build)."""
+    import logging
+    import sys
+    import warnings
+
+    def noisy_fetch(name):
+        logging.getLogger("huggingface_hub").warning("Xet storage is enabled but hf_xet is missing")
+        warnings.warn("a download warning")
+        print("100%|##########| 97.8M/97.8M", file=sys.stderr)
+        return P.published_model("seresnet50").state_dict()
+    monkeypatch.setattr(P, "fetch_published_state_dict", noisy_fetch)
+    handlers = logging.getLogger("huggingface_hub").handlers[:]
+    assert T.load_trained("seresnet50") is not None
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "Xet storage" in captured.out and "a download warning" in captured.out and "97.8M" in captured.out
+    assert logging.getLogger("huggingface_hub").handlers == handlers  # restored
+
+
 # ----------------------------------------------------------------------------- predictions
 
 def test_preprocess_follows_the_weights_config(random_seresnet50):
