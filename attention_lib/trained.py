@@ -321,8 +321,8 @@ def class_attention(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torc
                 total.index_add_(0, labels, weights)
     if counts.sum() == 0:
         raise ValueError("batches gave no images")
-    shape = (num_classes,) + (1,) * max(len(next(iter(sums.values())).shape) - 1, 0) if sums else (num_classes,)
-    per_class = {name: total.cpu() / counts.clamp(min=1).view(shape) for name, total in sums.items()}
+    per_class = {name: total.cpu() / counts.clamp(min=1).view(-1, *[1] * (total.dim() - 1))
+                 for name, total in sums.items()}
     return per_class, counts
 
 
@@ -386,7 +386,7 @@ def imagenette_val(root: str | Path, model_or_cfg: nn.Module | dict[str, Any], d
                                       transform=transform, loader=_rgb_loader)
     if per_class is None:
         return dataset
-    labels = [label for _, label in dataset._samples]
+    labels = [label for _, label in dataset._samples]  # torchvision keeps (path, label) pairs; tested
     keep, seen = [], {}
     for index, label in enumerate(labels):
         if seen.get(label, 0) < per_class:
@@ -477,12 +477,12 @@ def photo_batch(model: nn.Module, names: Sequence[str]) -> tuple[torch.Tensor, t
     """scikit-image photos ``names`` as ``(model input, the same crops in [0, 1])``."""
     from attention_lib.figures import load_photo
 
+    from torchvision.transforms import functional as TF
+
     cfg = model.pretrained_cfg
-    photos = [load_photo(name) for name in names]
-    batch = torch.cat([preprocess(photo, model) for photo in photos])
-    plain = {**cfg, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
-    crops = torch.cat([preprocess(photo, plain) for photo in photos])
-    return batch, crops
+    plain = {**cfg, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # resize and crop only
+    crops = torch.cat([preprocess(load_photo(name), plain) for name in names])
+    return TF.normalize(crops, list(cfg["mean"]), list(cfg["std"])), crops
 
 
 def show_attention(model: nn.Module, photo: str = "chelsea", layers: Sequence[str] | None = None,

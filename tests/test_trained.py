@@ -123,6 +123,9 @@ def test_preprocess_follows_the_weights_config(random_seresnet50):
     photo = load_photo("chelsea")
     batch = T.preprocess(photo, random_seresnet50)
     assert batch.shape == (1, 3, 224, 224)  # a1_in1k is evaluated at 224 (timm's test size is 288)
+    normalised, crops = T.photo_batch(random_seresnet50, ["chelsea"])
+    torch.testing.assert_close(normalised, batch)
+    assert 0 <= float(crops.min()) and float(crops.max()) <= 1 and crops.shape == batch.shape
     cfg = {"mean": (0.0,) * 3, "std": (1.0,) * 3, "input_size": (3, 64, 64), "crop_pct": 0.5,
            "interpolation": "bilinear"}
     flat = T.preprocess(torch.full((2, 3, 300, 200), 0.25), cfg)
