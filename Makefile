@@ -3,7 +3,7 @@
 #               build the HTML book into _build/html (Sphinx warnings are errors)
 #   make test   run every test (unit, export sync, nbval, papermill, book build, browser)
 # Other targets: make export (regenerate attention_lib from the notebooks),
-#   make compare ARGS='--epochs 20' (train every mechanism via notebooks/08_training.ipynb),
+#   make compare ARGS='--epochs 20' (train every mechanism, results into book/results/),
 #   make benchmark (our modules against timm's), make clean,
 #   make screenshot (refresh the README's picture with the browser test; needs Chromium).
 
@@ -23,16 +23,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[book,test]"
 	touch $(STAMP)
 
-# The book executes every notebook in smoke mode (cheap on a CPU); results of real
+# The book executes every notebook in smoke mode (cheap on a CPU), two at a time, into
+# Jupyter Book's execution cache (attention_lib.execute), then renders them; results of real
 # runs come from book/results/, never from this build.
 book: $(STAMP)
+	ATTENTION_LIB_SMOKE=1 $(BIN)/python -m attention_lib.execute --jobs 2
 	ATTENTION_LIB_SMOKE=1 $(BIN)/jupyter-book build . --warningiserror --keep-going
 
+# Two test processes (pytest-xdist): each notebook runs whole in one of them, and the book
+# is built once from what nbval executed (conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope --no-loadscope-reorder
 
+# The exporter runs as a script, so that a package broken by a half-made edit cannot stop
+# its own regeneration.
 export: $(STAMP)
-	$(BIN)/python -m attention_lib.exporter
+	$(BIN)/python attention_lib/exporter.py
 
 compare: $(STAMP)
 	$(BIN)/python -m attention_lib.compare $(ARGS)

@@ -68,6 +68,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from attention_lib.bam import BAM
+from attention_lib.cbam import CBAM
+from attention_lib.efficient_channel_attention import ECA
+from attention_lib.gather_excite import GatherExcite
+from attention_lib.primitives import bottleneck_width
+from attention_lib.selective_kernel import SelectiveKernel
+from attention_lib.squeeze_excitation import SE
+
 __all__ = [
     "Case", "CASES", "RESNET50_STAGES", "QUICK_STAGES", "TARGET", "STRETCH_TARGET", "activation_bytes",
     "time_forward_backward", "time_interleaved", "top_operators", "run", "summarize", "format_table", "main",
@@ -106,8 +114,6 @@ def _timm_layers():
 
 
 def _se_cases() -> list[Case]:
-    from attention_lib.squeeze_excitation import SE
-
     layers = _timm_layers()
     return [Case(
         "SE", lambda c: SE(c, reduction=16), lambda c: layers.SEModule(c, rd_ratio=1 / 16, rd_divisor=8),
@@ -118,8 +124,6 @@ def _se_cases() -> list[Case]:
 
 
 def _eca_cases() -> list[Case]:
-    from attention_lib.efficient_channel_attention import ECA
-
     layers = _timm_layers()
     return [Case(
         "ECA", lambda c: ECA(c), lambda c: layers.EcaModule(c),
@@ -130,10 +134,8 @@ def _eca_cases() -> list[Case]:
 
 
 def _cbam_cases() -> list[Case]:
-    from timm.layers.cbam import CbamModule  # not re-exported by timm.layers
+    from timm.layers.cbam import CbamModule  # not re-exported by timm.layers; timm is optional
 
-    from attention_lib.cbam import CBAM
-    from attention_lib.squeeze_excitation import bottleneck_width
 
     return [Case(
         "CBAM", lambda c: CBAM(c, reduction=16, batch_norm=True),
@@ -170,9 +172,6 @@ def timm_gather_excite_theta_plus(channels: int, extent: int, width: int) -> nn.
 
 
 def _ge_cases() -> list[Case]:
-    from attention_lib.gather_excite import GatherExcite
-    from attention_lib.squeeze_excitation import bottleneck_width
-
     layers = _timm_layers()
     return [
         Case("GE-θ-", lambda c: GatherExcite(c, "global"),
@@ -188,8 +187,6 @@ def _ge_cases() -> list[Case]:
 
 
 def _sk_cases() -> list[Case]:
-    from attention_lib.selective_kernel import SelectiveKernel
-
     layers = _timm_layers()
 
     def theirs(c: int) -> nn.Module:
@@ -205,8 +202,6 @@ def _sk_cases() -> list[Case]:
 
 
 def _bam_cases() -> list[Case]:
-    from attention_lib.bam import BAM
-
     return [Case("BAM", lambda c: BAM(c), None, note="timm has no BAM: ours is timed alone")]
 
 

@@ -29,11 +29,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
+from tqdm.auto import tqdm
+
+from attention_lib.photos import PHOTOS, load_photo
 
 __all__ = [
     "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "CorruptImageError", "TinyImageNetVal",
     "SkipCorrupt", "build_datasets", "train_transform", "eval_transform", "find_corrupt_images",
-    "make_image_tree",
+    "make_image_tree", "rgb_loader",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,7 +72,8 @@ def eval_transform(image_size: int) -> Callable:
     ])
 
 
-def _rgb_loader(path: str) -> Image.Image:
+def rgb_loader(path: str) -> Image.Image:
+    """Open an image file as RGB, decoding it completely (so a corrupt file fails here)."""
     with open(path, "rb") as handle:
         image = Image.open(handle)
         return image.convert("RGB")  # convert() forces the full decode inside the with-block
@@ -111,7 +115,7 @@ class TinyImageNetVal(Dataset):
             self.samples.append((str(path), class_to_idx[wnid]))
         if not self.samples:
             raise FileNotFoundError(f"{annotations} lists no images")
-        self.loader = _rgb_loader
+        self.loader = rgb_loader
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -148,6 +152,9 @@ class SkipCorrupt(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> Any:
+        if not -len(self.dataset) <= index < len(self.dataset):
+            raise IndexError(f"index {index} is out of range for a dataset of {len(self.dataset)} samples")
+        index %= len(self.dataset)
         for offset in range(self.max_consecutive):
             position = (index + offset) % len(self.dataset)
             try:
@@ -169,12 +176,10 @@ class SkipCorrupt(Dataset):
 
 def find_corrupt_images(dataset: Dataset, progress: bool = True) -> list[str]:
     """Decode every image of ``dataset`` once and return the paths that fail."""
-    from tqdm.auto import tqdm
-
     bad = []
     for path in tqdm(_sample_paths(dataset), desc="checking images", disable=not progress):
         try:
-            _rgb_loader(path)
+            rgb_loader(path)
         except _DECODE_ERRORS:
             bad.append(path)
     return bad
@@ -188,7 +193,7 @@ def _require_dir(path: Path, what: str, layout: str) -> None:
 def _image_folder(path: Path, transform: Callable, what: str, layout: str) -> datasets.ImageFolder:
     _require_dir(path, what, layout)
     try:
-        return datasets.ImageFolder(str(path), transform=transform, loader=_rgb_loader)
+        return datasets.ImageFolder(str(path), transform=transform, loader=rgb_loader)
     except FileNotFoundError as error:  # e.g. an empty class folder
         raise FileNotFoundError(f"{what} at {path}: {error}") from error
 
@@ -225,7 +230,7 @@ def build_datasets(name: str, root: str | Path, image_size: int = 128, download:
                 _require_dir(folder / split, f"Imagenette {split} split", layout)
             try:
                 splits.append(datasets.Imagenette(str(root), split=split, size=imagenette_size, download=download,
-                                                  transform=tf, loader=_rgb_loader))
+                                                  transform=tf, loader=rgb_loader))
             except FileNotFoundError as error:
                 raise FileNotFoundError(f"Imagenette {split} split at {folder / split}: {error}") from error
             except KeyError as error:
@@ -265,8 +270,6 @@ def make_image_tree(root: str | Path, layout: str = "folder", classes: int = 3, 
         root: where to write.
         layout: ``"imagenette"``, ``"tiny-imagenet"`` or ``"folder"``.
     """
-    from attention_lib.figures import PHOTOS, load_photo
-
     if layout not in DATASETS:
         raise ValueError(f"layout must be one of {DATASETS}, got {layout!r}")
     if not 1 <= classes <= len(PHOTOS):

@@ -1,9 +1,8 @@
 # Hand-written support module (not generated from a notebook).
-"""Real photos and feature maps for the chapters' figures.
+"""The chapters' figures: oriented-filter feature maps of real photos, and attention plots.
 
-The photos come from scikit-image, which ships them inside the package, so every
-figure can be drawn offline. scikit-image and matplotlib belong to the ``book``
-extra; they are imported only when these helpers are called.
+The photos come from :mod:`attention_lib.photos` (scikit-image's samples, drawn offline).
+matplotlib belongs to the ``notebooks`` extra: only the chapters (and the toolkit they call) import this module.
 """
 
 from __future__ import annotations
@@ -11,39 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
+from attention_lib.photos import PHOTOS, load_photo
 from attention_lib.validation import check_int
 
 __all__ = ["PHOTOS", "load_photo", "oriented_filters", "filter_responses", "show_maps", "plot_attention",
-           "plot_class_attention", "class_spread", "plot_spread_by_depth"]
-
-#: Colour photos shipped with scikit-image that the chapters use.
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
-
-
-def load_photo(name: str = "chelsea", size: int | None = None) -> torch.Tensor:
-    """Load a scikit-image sample photo as a ``(3, H, W)`` float tensor in ``[0, 1]``.
-
-    Args:
-        name: one of :data:`PHOTOS`.
-        size: if given, resize so the shorter side has ``size`` pixels (antialiased).
-    """
-    if name not in PHOTOS:
-        raise ValueError(f"name must be one of {PHOTOS}, got {name!r}")
-    try:
-        from skimage import data
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("load_photo needs scikit-image: pip install 'attention_lib[book]'") from error
-    image = torch.from_numpy(getattr(data, name)().copy()).permute(2, 0, 1).float() / 255.0
-    if size is not None:
-        check_int(size, "size", minimum=8)
-        h, w = image.shape[1:]
-        scale = size / min(h, w)
-        new_size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        image = F.interpolate(image[None], size=new_size, mode="bilinear", antialias=True, align_corners=False)[0]
-    return image.clamp(0.0, 1.0)
+           "plot_class_attention", "class_spread", "plot_spread_by_depth", "plot_learning_curves"]
 
 
 def oriented_filters(orientations: int = 4, size: int = 9, wavelength: float = 4.0) -> torch.Tensor:
@@ -84,8 +59,6 @@ def filter_responses(image: torch.Tensor, filters: torch.Tensor) -> torch.Tensor
 def show_maps(maps: torch.Tensor, titles: list[str] | None = None, ncols: int | None = None,
               cmap: str = "magma", size: float = 2.4, suptitle: str | None = None):
     """Plot a stack of 2-D maps ``(C, H, W)`` side by side; return the figure."""
-    import matplotlib.pyplot as plt
-
     maps = maps.detach().float().cpu()
     count = maps.shape[0]
     ncols = ncols or count
@@ -111,9 +84,9 @@ def _as_list(maps) -> list:
 
 def plot_attention(maps, image: torch.Tensor | None = None, index: int = 0, ncols: int | None = None,
                    size: float = 2.8, title: str | None = None, cmap: str = "magma"):
-    """Draw attention maps recorded by :class:`~attention_lib.models.AttentionRecorder`.
+    """Draw attention maps recorded by :class:`~attention_lib.recorder.AttentionRecorder`.
 
-    One panel per :class:`~attention_lib.models.AttentionMap`, for image ``index`` of the
+    One panel per :class:`~attention_lib.recorder.AttentionMap`, for image ``index`` of the
     batch, drawn the way its kind reads best:
 
     * spatial and channel-spatial maps (CBAM's spatial step, BAM, local Gather-Excite):
@@ -137,8 +110,6 @@ def plot_attention(maps, image: torch.Tensor | None = None, index: int = 0, ncol
     Returns:
         The matplotlib figure.
     """
-    import matplotlib.pyplot as plt
-
     items = _as_list(maps)
     if not items:
         raise ValueError("maps is empty: record a forward pass with AttentionRecorder first")
@@ -200,12 +171,10 @@ def plot_class_attention(per_class: Mapping[str, torch.Tensor], class_names: Seq
 
     Args:
         per_class: layer name -> ``(classes, channels)`` tensor, e.g. from
-            :func:`attention_lib.trained.class_attention`.
+            :func:`attention_lib.analysis.class_attention`.
         class_names: one name per row.
         title: the figure's title: say where the weights came from.
     """
-    import matplotlib.pyplot as plt
-
     if not per_class:
         raise ValueError("per_class is empty")
     for name, table in per_class.items():
@@ -243,8 +212,6 @@ def plot_spread_by_depth(per_class: Mapping[str, torch.Tensor], title: str | Non
     The SE paper's question: do a layer's channel weights depend on the class? A spread near
     zero says no (class-agnostic), a larger one says yes (class-specific).
     """
-    import matplotlib.pyplot as plt
-
     if not per_class:
         raise ValueError("per_class is empty")
     names = list(per_class)
@@ -258,4 +225,37 @@ def plot_spread_by_depth(per_class: Mapping[str, torch.Tensor], title: str | Non
     ax.set_ylim(bottom=0)
     if title:
         ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_learning_curves(metrics: Mapping, title: str | None = None):
+    """Loss (training and validation) and validation top-1/top-5 after every epoch of a run.
+
+    Args:
+        metrics: the contents of a run's ``metrics.json`` (:func:`attention_lib.train.train`).
+        title: the figure's title (default: the run's backbone, attention, data, hardware and date).
+    """
+    epochs = metrics["epochs"]
+    if not epochs:
+        raise ValueError("metrics has no finished epoch to plot")
+    numbers = [e["epoch"] for e in epochs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    left.plot(numbers, [e["train_loss"] for e in epochs], marker="o", label="training")
+    left.plot(numbers, [e["val_loss"] for e in epochs], marker="o", label="validation")
+    left.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy")
+    left.legend()
+    right.plot(numbers, [e["top1"] for e in epochs], marker="o", label="top-1")
+    right.plot(numbers, [e["top5"] for e in epochs], marker="o", label="top-5")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation accuracy")
+    right.set_ylim(0, 1)
+    right.legend()
+    if title is None:
+        config = metrics["config"]
+        hardware = metrics["hardware"].get("gpu", metrics["hardware"]["cpu"])
+        smoke = " - SMOKE RUN, not a result" if metrics.get("smoke") else ""
+        title = (f"{config['arch']} + {config['attention'] or 'no attention'} on {config['dataset']} "
+                 f"({hardware}, {metrics['started'][:10]}){smoke}")
+    fig.suptitle(title, fontsize=10)
     return fig

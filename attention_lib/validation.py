@@ -12,7 +12,7 @@ import numbers
 
 import torch
 
-__all__ = ["check_int", "check_bool", "check_feature_map"]
+__all__ = ["check_int", "check_bool", "check_feature_map", "check_batch_statistics"]
 
 
 def check_int(value: object, name: str, minimum: int | None = 1) -> int:
@@ -64,4 +64,26 @@ def check_feature_map(x: torch.Tensor, channels: int, module: str) -> None:
         raise ValueError(
             f"{module}: input x must have {channels} channels (the module's `channels`), "
             f"got {x.shape[1]} in shape {tuple(x.shape)}"
+        )
+
+
+def check_batch_statistics(training: bool, x: torch.Tensor, values: int, module: str) -> None:
+    """Refuse a training-mode batch norm that would see one value per channel.
+
+    Args:
+        training: whether the module is in training mode.
+        x: the module's input (for the message).
+        values: how many values per channel the batch norm would average over
+            (batch size times the pixels of the map it normalises).
+        module: the module's name, used in the message.
+
+    Raises:
+        ValueError: ``training`` and ``values == 1``: batch statistics of one value are
+            undefined, and PyTorch's own error would not name the module.
+    """
+    if training and values == 1:
+        raise ValueError(
+            f"{module}: batch norm in training mode needs more than one value per channel, "
+            f"got input of shape {tuple(x.shape)}; use a batch of at least 2 images "
+            "or call .eval() to use the running statistics"
         )

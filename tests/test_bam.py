@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from attention_lib.bam import BAM, COMBINE_MODES, BAMChannelBranch, BAMSpatialBranch
-from attention_lib.squeeze_excitation import bottleneck_width
+from attention_lib.primitives import bottleneck_width
 from module_checks import assert_same_in_channels_last
 
 

@@ -103,3 +103,57 @@ def test_equations_and_macros_reach_the_page(built_book):
     assert r"\tag{2.1}" in page and r"\tag{2.3}" in page
     assert "mathjax" in page.lower()
     assert "reals" in page  # the macro is defined in the page's MathJax configuration
+
+
+# ----------------------------------------------------------------------------- what the chapters executed
+
+PRETRAINED_CHAPTERS = ["01_squeeze_excitation", "02_efficient_channel_attention", "06_selective_kernel"]
+
+
+def outputs_of(path, prefix: str) -> tuple[str, int, list]:
+    """(everything shown as text, number of figures, errors) of the cells whose ids start ``prefix``."""
+    import json
+
+    nb = json.loads(path.read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("id", "").startswith(prefix)]
+    outputs = [o for c in cells for o in c["outputs"]]
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    for mime in ("text/markdown", "text/html", "text/plain"):
+        text += "".join("".join(o.get("data", {}).get(mime, "")) for o in outputs)
+    figures = sum("image/png" in o.get("data", {}) for o in outputs)
+    return text, figures, [o for o in outputs if o.get("output_type") == "error"]
+
+
+def test_each_notebook_is_executed_once_per_session(built_book, executed_notebooks):
+    """The build renders what nbval executed: it executes no notebook that nbval ran."""
+    _, log, _ = built_book
+    if os.environ.get(PREBUILT_ENV):
+        pytest.skip(f"{PREBUILT_ENV} is set: the book was not built by this session")
+    reused = executed_notebooks()
+    for path in reused:
+        assert f"{path}: Using cached notebook" in log, f"{path.name} was not taken from nbval's execution"
+        assert f"{path}: Executing notebook" not in log, f"{path.name} was executed twice"
+
+
+def test_trained_attention_sections_of_the_book_build(built_book):
+    """In the book build the sections either show real weights (online) or say why not."""
+    from attention_lib.weights import host_reachable
+
+    _, _, html = built_book
+    executed = html.parent / "executed"
+    if not executed.is_dir():
+        pytest.skip(f"no executed notebooks next to {html}")
+    online = host_reachable("huggingface.co")
+    for stem in PRETRAINED_CHAPTERS:
+        text, figures, errors = outputs_of(executed / f"{stem}.ipynb", f"{stem[:2]}-t")
+        assert not errors
+        if online:
+            assert "Loaded " in text and figures >= 2, stem
+        else:
+            assert "not available here, so this section shows nothing" in text, stem
+            assert figures == 0, f"{stem}: offline, the trained-attention section must draw nothing"
+    for stem, attention in [("03_cbam", "cbam"), ("04_bam", "bam"), ("05_gather_excite", "ge")]:
+        text, figures, errors = outputs_of(executed / f"{stem}.ipynb", f"{stem[:2]}-t")
+        assert "No published ImageNet weights" in text and figures == 0 and not errors, stem
+
+

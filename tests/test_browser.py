@@ -6,7 +6,8 @@ opened in Chromium. For each page: the equations are typeset by MathJax (no raw 
 no MathJax errors), every image loads, the browser console shows no error, every link
 into the book (sections, equations, citations, other pages) reaches an existing file and
 anchor, and a screenshot is saved under _build/screenshots/ (the top of the page at
-1280x800, and the whole page). Chapter 02's widget is checked through its static form.
+1280x800, and the whole page). Every interactive figure (a slider over pre-rendered frames)
+is moved, and must show another frame: the figures respond without a kernel.
 
 Offline. The published pages load two things from CDNs, which neither this machine nor CI
 can reach. The browser's requests are intercepted, and:
@@ -16,12 +17,8 @@ can reach. The browser's requests are intercepted, and:
   the PyPI package django-static-mathjax ships (a [test] dependency; built from the same
   release's source, not byte for byte npm's file). The pages are unchanged: they are
   typeset by the MathJax release the published site gets.
-* The ipywidgets HTML manager needs require.js, which the page pins by a
-  subresource-integrity hash to cdnjs's own minified build; no registry package ships that
-  file byte for byte, and the browser refuses any other. So require.js and
-  @jupyter-widgets/html-manager are refused, and the widget is checked through what the
-  page embeds: the saved widget state (its first frame decodes as an image) and the static
-  figure above it that shows the same pattern. The live widget is not rendered here.
+* The book has no ipywidgets (their Python callbacks cannot run in a static page); its
+  interactive figures are pre-rendered frames behind a slider, which need no request.
 * Any other request leaving localhost is refused and fails the test: the book must not
   need anything else from the internet.
 
@@ -63,11 +60,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 # MathJax 3 from jsDelivr, as Sphinx 7 writes it (`mathjax@3/es5/tex-mml-chtml.js`) and as
 # MathJax then asks for its fonts and extensions relative to it.
 MATHJAX_CDN = re.compile(r"^https://cdn\.jsdelivr\.net/npm/mathjax@3(?:\.[0-9.]+)?/es5/([^?#]+)")
-# The ipywidgets HTML manager (myst-nb's defaults): refused, see the module docstring.
-WIDGET_MANAGER_CDN = (
-    "https://cdnjs.cloudflare.com/ajax/libs/require.js/",
-    "https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@",
-)
 # Console errors that come from upstream packages and that no setting of ours can remove;
 # each with the reason. Anything else in the console fails the test.
 KNOWN_UPSTREAM_ERRORS = {
@@ -146,7 +138,7 @@ class Visit:
     links: list[str] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
     bibliography_ids: set[str] = field(default_factory=set)
-    widgets: dict = field(default_factory=dict)
+    sliders: list = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -199,42 +191,25 @@ PAGE_JS = """() => ({
   bibliography: [...document.querySelectorAll('[role="doc-biblioentry"][id]')].map(e => e.id),
 })"""
 
-# For each widget view: is it rendered (live widget manager), and which static figure
-# stands in for it: the last image before it in its own section or the one above
-# (never the whole chapter's section).
-WIDGETS_JS = """() => {
-  const state = document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]');
-  const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
-  const box = element => { const r = element.getBoundingClientRect(); return {width: r.width, height: r.height}; };
-  return {
-    state: state ? state.textContent : null,
-    views: views.map(view => {
-      let section = view.closest('section'), fallback = null, levels = 0;
-      while (section && !fallback && levels < 2 && !section.querySelector(':scope > h1')) {
-        const before = [...section.querySelectorAll('img')]
-          .filter(image => image.compareDocumentPosition(view) & Node.DOCUMENT_POSITION_FOLLOWING);
-        if (before.length) fallback = before[before.length - 1];
-        section = section.parentElement.closest('section');
-        levels += 1;
-      }
-      const rendered = view.parentElement.querySelector('.jupyter-widgets, .widget-area, .lm-Widget');
-      return {
-        spec: view.textContent,
-        section: (view.closest('section') || {}).id || null,
-        fallback: fallback && {src: fallback.getAttribute('src'), width: fallback.naturalWidth,
-                               shown: fallback.checkVisibility(), ...box(fallback)},
-        rendered: rendered && {shown: rendered.checkVisibility(), ...box(rendered)},
-      };
-    }),
+# Every interactive figure of the static page (attention_lib.toolkit.slider): which frame
+# and label are shown, then the same after the slider is moved to its last position.
+SLIDERS_JS = """async () => {
+  const shown = box => {
+    const image = [...box.querySelectorAll('img[data-frame]')].find(i => i.checkVisibility());
+    return image ? {frame: image.dataset.frame, tail: image.src.slice(-64), width: image.naturalWidth} : null;
   };
+  const found = [];
+  for (const box of document.querySelectorAll('.attention-slider')) {
+    const input = box.querySelector('input[type=range]');
+    const before = {image: shown(box), label: box.querySelector('output').textContent};
+    input.value = input.max;
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+    await new Promise(done => setTimeout(done, 50));
+    const after = {image: shown(box), label: box.querySelector('output').textContent};
+    found.push({id: box.id, frames: box.querySelectorAll('img[data-frame]').length, max: input.max, before, after});
+  }
+  return found;
 }"""
-
-DECODE_JS = """async sources => Promise.all(sources.map(source => new Promise(done => {
-  const image = new Image();
-  image.onload = () => done(image.naturalWidth);
-  image.onerror = () => done(0);
-  image.src = source;
-})))"""
 
 
 # Console errors that a setting of ours removes: the hint says which.
@@ -326,10 +301,6 @@ def visit(browser, base: str, page_name: str) -> Visit:
         record.images = page.evaluate(IMAGES_JS)
         found = page.evaluate(PAGE_JS)
         record.links, record.ids, record.bibliography_ids = found["links"], set(found["ids"]), set(found["bibliography"])
-        record.widgets = page.evaluate(WIDGETS_JS)
-        if record.widgets["state"]:
-            frames = re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", record.widgets["state"])
-            record.widgets["frames"] = page.evaluate(DECODE_JS, frames)
         shot = SCREENSHOTS / page_name.replace(".html", ".png")
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot))
@@ -338,6 +309,7 @@ def visit(browser, base: str, page_name: str) -> Visit:
             page.evaluate(f"document.getElementById('{README_VIEW[1]}').scrollIntoView()")
             page.wait_for_timeout(300)  # the header settles after scrolling
             page.screenshot(path=str(SCREENSHOTS / "chapter-screenshot.png"))
+        record.sliders = page.evaluate(SLIDERS_JS)  # after the screenshots: it moves the sliders
         page.wait_for_timeout(100)  # let late console messages arrive
     except Exception as error:  # recorded, so that one broken page does not hide the others
         record.error = f"{type(error).__name__}: {error}"
@@ -390,10 +362,7 @@ def test_front_page_redirects_to_the_introduction(site, browser):
 @pytest.mark.parametrize("page_name", PAGES)
 def test_no_console_errors(visits, page_name):
     record = opened(visits, page_name)
-    refused_widget_manager = [url for url in record.refused if url.startswith(WIDGET_MANAGER_CDN)]
-    errors = [message for message in record.console_errors
-              if not known_upstream(message)
-              and not (message.startswith("Failed to load resource") and any(url in message for url in refused_widget_manager))]
+    errors = [message for message in record.console_errors if not known_upstream(message)]
     hints = sorted({hint for message in errors for key, hint in HINTS.items() if key in message})
     assert errors == [], "\n".join(hints)
 
@@ -401,7 +370,7 @@ def test_no_console_errors(visits, page_name):
 @pytest.mark.parametrize("page_name", PAGES)
 def test_needs_nothing_else_from_the_internet(visits, page_name):
     record = opened(visits, page_name)
-    assert [url for url in record.refused if not url.startswith(WIDGET_MANAGER_CDN)] == []
+    assert record.refused == []
 
 
 @pytest.mark.parametrize("page_name", PAGES)
@@ -468,28 +437,19 @@ def test_internal_links_and_citations_resolve(site, visits, page_name):
     assert problems == []
 
 
-def test_widgets_show_their_embedded_state(visits):
-    """The ECA chapter's widget: embedded state, a first frame that decodes, a static figure."""
-    pages = {name: record for name, record in visits.items() if record.error is None and record.widgets.get("views")}
-    assert "notebooks/02_efficient_channel_attention.html" in pages, "the ECA chapter's widget is missing from the page"
-    for name, record in pages.items():
-        widgets = record.widgets
-        assert widgets["state"], f"{name}: widget views without saved widget state"
-        state = json.loads(widgets["state"])["state"]
-        referenced = set(re.findall(r"IPY_MODEL_([0-9a-f]+)", widgets["state"]))
-        assert referenced <= set(state), f"{name}: widget state refers to models it does not contain"
-        assert widgets.get("frames") and all(width > 0 for width in widgets["frames"]), \
-            f"{name}: the first frame saved in the widget state is not an image: {widgets.get('frames')}"
-        for view in widgets["views"]:
-            model = json.loads(view["spec"])["model_id"]
-            assert model in state, f"{name}: widget view of a model missing from the state"
-            rendered, fallback = view["rendered"], view["fallback"]
-            if rendered is not None:  # a live widget manager drew it
-                assert rendered["shown"] and rendered["height"] > 0, f"{name}: widget rendered but not visible"
-            # Where the widget cannot run, the static figure above shows the same pattern.
-            assert fallback is not None, f"{name}: no static figure before the widget in section {view['section']}"
-            assert fallback["width"] > 0 and fallback["shown"] and fallback["height"] > 0, \
-                f"{name}: the static figure for the widget is not visible: {fallback}"
+def test_interactive_figures_respond_in_the_static_page(visits):
+    """Every slider of every page, moved in the browser with no kernel behind the page,
+    shows another frame and says which (ECA's kernel size, at least)."""
+    pages = {name: record.sliders for name, record in visits.items() if record.error is None and record.sliders}
+    assert "notebooks/02_efficient_channel_attention.html" in pages, "the ECA chapter's slider is missing"
+    for name, sliders in pages.items():
+        for slider in sliders:
+            before, after = slider["before"], slider["after"]
+            assert slider["frames"] >= 2 and before["image"] and after["image"], f"{name}: {slider}"
+            assert before["image"]["width"] > 0 and after["image"]["width"] > 0, f"{name}: a frame did not load"
+            assert after["image"]["frame"] == slider["max"] != before["image"]["frame"], f"{name}: {slider}"
+            assert after["image"]["tail"] != before["image"]["tail"], f"{name}: the figure did not change"
+            assert after["label"] != before["label"], f"{name}: the slider's label did not change"
 
 
 def test_screenshots_are_saved(visits):

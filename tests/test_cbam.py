@@ -350,41 +350,6 @@ def test_is_a_drop_in_module_and_parts_work_alone():
     assert alone(torch.randn(2, 3, 8, 8)).shape == (2, 16, 8, 8)
 
 
-# --- amax_pool: same values and gradients as x.amax ---------------------------------------
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("dim", [(2, 3), 1])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_amax_pool_is_bitwise_x_amax_with_ties(dtype, dim, channels_last):
-    from attention_lib.cbam import amax_pool
-
-    torch.manual_seed(0)
-    x = torch.randn(3, 16, 7, 5, dtype=dtype)
-    x[0, 0] = 1.0  # a channel whose every pixel is a maximum: 35-way tie
-    x[1, :4, 2, 2] = 9.0  # a pixel where four channels tie
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(True)
-    dims = (dim,) if isinstance(dim, int) else dim
-    lean, plain = amax_pool(x, dim), x.amax(dim=dims, keepdim=True)
-    assert torch.equal(lean, plain)
-    grad = torch.randn_like(plain)
-    lean_grad = torch.autograd.grad(lean, x, grad)[0]
-    plain_grad = torch.autograd.grad(plain, x, grad)[0]
-    assert torch.equal(lean_grad, plain_grad)
-    assert torch.equal(lean_grad.signbit(), plain_grad.signbit())  # even the signs of zeros
-
-
-def test_amax_pool_gradcheck_and_double_backward():
-    from attention_lib.cbam import amax_pool
-
-    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    for dim in ((2, 3), 1):
-        assert torch.autograd.gradcheck(lambda t: amax_pool(t, dim), (x,))
-        assert torch.autograd.gradgradcheck(lambda t: amax_pool(t, dim), (x,))
-
-
 def test_cbam_gradients_equal_the_plain_formulation():
     # CBAM with the lean helpers gives bit for bit the gradients of eqs. (4.1)-(4.9)
     # written with x.mean, x.amax and plain products.

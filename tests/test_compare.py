@@ -1,4 +1,4 @@
-"""Tests for attention_lib.compare: the papermill driver over the training notebook."""
+"""Tests for attention_lib.compare: one training run per attention, results collected."""
 
 import json
 
@@ -6,9 +6,10 @@ import pytest
 
 from attention_lib import compare
 from attention_lib.data import make_image_tree
+from attention_lib.train import ConfigError
 
 
-def test_smoke_comparison_runs_the_notebook_per_attention(tmp_path, capsys):
+def test_smoke_comparison_trains_once_per_attention(tmp_path, capsys):
     results = tmp_path / "results"
     collected = compare.run_comparison(["none", "eca"], tmp_path / "runs", {"arch": "resnet18", "seed": 1},
                                        smoke=True, results_dir=results)
@@ -16,7 +17,7 @@ def test_smoke_comparison_runs_the_notebook_per_attention(tmp_path, capsys):
     for name, metrics in collected.items():
         assert metrics["smoke"] is True and metrics["finished"] is True
         assert metrics["config"]["attention"] == (None if name == "none" else name)
-        assert (tmp_path / "runs" / f"resnet18-{name}" / "training.ipynb").exists()
+        assert (tmp_path / "runs" / f"resnet18-{name}" / "checkpoint.pt").exists()
     assert not results.exists()  # smoke runs are never results
     assert "smoke run - not a result" in capsys.readouterr().out
 
@@ -32,6 +33,16 @@ def test_real_runs_are_collected_into_results(tmp_path):
     assert copied["command"] and copied["hardware"] and copied["started"]
 
 
-def test_unknown_attention():
-    with pytest.raises(ValueError, match=r"unknown attention \['transformer'\]"):
-        compare.run_comparison(["transformer"], None, {}, smoke=True)
+def test_unknown_attention_or_parameter_is_refused_before_any_run(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown attention 'transformer'; choose from none, se"):
+        compare.run_comparison(["transformer"], tmp_path, {}, smoke=True)
+    with pytest.raises(ConfigError, match="epochs must be a positive int"):
+        compare.run_comparison(["none", "se"], tmp_path, {"epochs": 0}, smoke=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_command_line_refuses_bad_input_in_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        compare.main(["--smoke", "--epochs", "0"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "epochs must be a positive int" in err

@@ -114,3 +114,14 @@ def test_eval_transform_is_deterministic(tmp_path):
     _, val, _ = build_datasets("folder", tmp_path, image_size=16)
     assert torch.equal(val[0][0], val[0][0])
     assert eval_transform(16) is not None
+
+
+def test_a_wrapped_dataset_can_be_iterated_to_its_end(tmp_path):
+    """SkipCorrupt wraps indices past the end to find the next good image; an index past the
+    end must still raise IndexError, or `for sample in dataset` never stops."""
+    make_image_tree(tmp_path, "folder", classes=2, per_class=2, size=40)
+    _, val, _ = build_datasets("folder", tmp_path, image_size=32)
+    assert len([label for _, label in val]) == len(val) == 4
+    with pytest.raises(IndexError, match="index 4 is out of range for a dataset of 4 samples"):
+        val[4]
+    assert val[-1][1] == val[3][1]

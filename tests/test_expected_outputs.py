@@ -6,7 +6,7 @@ meaning: the book build executes every notebook (smoke mode), and the printed ou
 each marked cell must equal the expectation stored in tests/expected_outputs.json.
 
 After an intended change, refresh the expectations from a fresh build:
-    .venv/bin/python tests/test_expected_outputs.py _build/jupyter_execute/notebooks
+    make book && .venv/bin/python tests/test_expected_outputs.py _build/executed
 """
 
 import json
@@ -49,7 +49,7 @@ def test_every_marked_cell_has_an_expectation():
 
 def test_marked_outputs_match_the_book_build(built_book):
     _, _, html = built_book
-    executed = html.parent / "jupyter_execute" / "notebooks"
+    executed = html.parent / "executed"
     if not executed.is_dir():
         pytest.skip(f"no executed notebooks next to {html}")
     expected = json.loads(EXPECTED.read_text())

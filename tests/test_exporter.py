@@ -64,7 +64,8 @@ def test_default_exp_without_export_cells_exports_nothing(tmp_path):
 
 @pytest.mark.parametrize("first_line,message", [
     ("#export", "write the directive as '# export'"),
-    ("# export foo", "'# export' takes no argument"),
+    ("# export my-module", "'# export NAME' needs one module name"),
+    ("# export two names", "'# export NAME' needs one module name"),
     ("# exports", "unknown directive '# exports'"),
     ("# Export", "unknown directive '# Export'"),
     ("# default_exp", "needs one module name"),
@@ -102,6 +103,29 @@ def test_two_notebooks_exporting_one_module(tmp_path):
         write_notebook(tmp_path / f"{name}.ipynb", [("code", "# default_exp same"), ("code", "# export\nx = 1")])
     with pytest.raises(ExportError, match="exported by both a.ipynb and b.ipynb"):
         export_all(tmp_path, tmp_path)
+
+
+def test_export_name_sends_cells_to_a_shared_module_in_notebook_order(tmp_path):
+    """`# export NAME` adds to attention_lib/NAME.py; several chapters may add to it."""
+    notebooks, package = tmp_path / "notebooks", tmp_path / "pkg"
+    notebooks.mkdir()
+    package.mkdir()
+    write_notebook(notebooks / "01_one.ipynb", [("code", "# default_exp one"), ("code", "# export shared\nA = 1"),
+                                                ("code", "# export\nONE = 1"), ("code", "# export shared\nB = 2")])
+    write_notebook(notebooks / "03_three.ipynb", [("code", "# export shared\nC = 3")])
+    modules = exporter.collect(notebooks)
+    assert set(modules) == {"one", "shared"}
+    shared = modules["shared"]
+    assert [p.name for p in shared.notebooks] == ["01_one.ipynb", "03_three.ipynb"]
+    header, body = shared.source.split("\n\n", 1)
+    assert "01_one.ipynb and notebooks/03_three.ipynb" in header or "01_one.ipynb and" in header
+    assert body == "A = 1\n\n\nB = 2\n\n\nC = 3\n"
+    assert modules["one"].source.endswith("ONE = 1\n")
+    assert export_notebook(notebooks / "03_three.ipynb") is None  # it has no module of its own
+    export_all(notebooks, package)
+    assert check_all(notebooks, package) == []
+    (package / "shared.py").write_text(shared.source + "D = 4\n")
+    assert check_all(notebooks, package) == ["shared.py differs from the export cells of 01_one.ipynb and 03_three.ipynb"]
 
 
 def test_export_all_then_check_detects_drift_and_stale_modules(tmp_path):

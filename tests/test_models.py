@@ -1,4 +1,5 @@
-"""Tests for attention_lib.models: placement, counts against the papers, hooks, errors."""
+"""Tests for attention_lib.models (placement, errors), attention_lib.recorder (hooks, named maps)
+and attention_lib.costs (counts against the papers)."""
 
 import inspect
 
@@ -12,10 +13,9 @@ from attention_lib.efficient_channel_attention import ECA
 from attention_lib.gather_excite import GatherExcite
 from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.squeeze_excitation import SE
-from attention_lib.models import (
-    ARCHS, ATTENTIONS, AttentionMap, AttentionRecorder, attention_modules, count_flops, count_parameters, create_model,
-    is_attention_module,
-)
+from attention_lib.costs import count_flops, count_parameters, model_flops, time_forward
+from attention_lib.models import ARCHS, ATTENTIONS, attention_arguments, create_model
+from attention_lib.recorder import AttentionMap, AttentionRecorder, attention_modules, is_attention_module
 
 TYPES = {"se": SE, "eca": ECA, "cbam": CBAM, "bam": BAM, "ge": GatherExcite, "sk": SelectiveKernel}
 
@@ -89,8 +89,21 @@ def test_sknet50_parameter_count_matches_the_paper():
 
 
 def test_flops_are_counted_by_pytorch():
-    flops = count_flops(create_model("resnet50"), image_size=224)
+    model = create_model("resnet50")
+    flops = model_flops(model, image_size=224)
     assert 4.0e9 < flops / 2 < 4.2e9  # ResNet-50: about 4.1 G multiply-adds
+    assert next(model.parameters()).device.type == "cpu"  # counted on a meta copy; the model is untouched
+    assert count_flops(nn.Conv2d(8, 16, 3, bias=False), (2, 8, 10, 10)) == 2 * 2 * 16 * 8 * 9 * 8 * 8
+    assert count_flops(nn.Conv2d(8, 16, 1), (1, 8, 4, 4), device="cpu") == 2 * 16 * 8 * 16
+
+
+def test_time_forward_reports_median_and_spread_per_callable():
+    calls = []
+    timings = time_forward({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3)
+    assert set(timings) == {"a", "b"} and all(median >= 0 and spread >= 0 for median, spread in timings.values())
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then the callables take turns
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        time_forward({"a": lambda: None}, repeats=0)
 
 
 def test_attention_recorder_reads_maps_through_hooks():
@@ -185,13 +198,35 @@ def test_recorder_needs_attention():
     ({"arch": "resnet9000"}, r"arch must be one of resnet18, resnet34.*mobilenet_v2; got 'resnet9000'"),
     ({"arch": "resnet18", "attention": "transformer"}, r"attention must be one of None, 'se'.*'sk'; got 'transformer'"),
     ({"arch": "resnet18", "reduction": 8}, r"were given but attention is None"),
-    ({"arch": "mobilenet_v2", "attention": "sk"}, r"not defined for MobileNetV2"),
+    ({"arch": "mobilenet_v2", "attention": "sk"}, r"not defined for mobilenet_v2"),
     ({"arch": "resnet18", "num_classes": 0}, r"num_classes must be a positive int"),
     ({"arch": "resnet18", "image_size": 16}, r"image_size must be an int >= 32"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         create_model(**kwargs)
+
+
+def test_unknown_attention_argument_is_refused_before_anything_is_built(monkeypatch):
+    """create_model("resnet50", "eca", reduction=8) used to build the backbone and then fail
+    with Python's own TypeError; now the message lists what ECA accepts, and nothing is built."""
+    import torchvision
+
+    built = []
+    monkeypatch.setattr(torchvision.models, "resnet50", lambda **kw: built.append(kw))
+    with pytest.raises(ValueError, match=r"attention_kwargs \['reduction'\] are not arguments of ECA "
+                                         r"\(attention='eca'\); it accepts: kernel_size, gamma, b"):
+        create_model("resnet50", "eca", reduction=8)
+    assert built == []
+
+
+@pytest.mark.parametrize("attention,accepted", [
+    ("se", ("reduction", "min_width")), ("eca", ("kernel_size", "gamma", "b")),
+    ("bam", ("reduction", "dilation", "combine", "min_width")),
+    ("sk", ("num_branches", "kernel_size", "groups", "reduction", "min_width")),
+])
+def test_attention_arguments_are_the_modules_own_minus_what_create_model_sets(attention, accepted):
+    assert attention_arguments(attention) == accepted
 
 
 def test_attention_kwargs_reach_the_modules():

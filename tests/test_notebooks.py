@@ -5,6 +5,8 @@ pyproject.toml); this file checks what nbval cannot.
 """
 
 import json
+import sys
+from pathlib import Path
 
 import nbformat
 import papermill
@@ -44,6 +46,65 @@ def test_one_parameters_cell_with_smoke_switch(path):
     source = tagged[0].source
     assert tagged[0].cell_type == "code"
     assert 'smoke = os.environ.get("ATTENTION_LIB_SMOKE", "0") == "1"' in source
+    # Plumbing stays off the reader's page: folded behind a toggle.
+    assert "hide-cell" in tagged[0].metadata["tags"], f"{path.name}: fold the parameters cell (hide-cell)"
+
+
+def parameters_and_check(path) -> tuple[str, str | None]:
+    """The source of a chapter's parameters cell and of the cell that checks them (if any)."""
+    cells = load(path).cells
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    check = next((c.source for c in cells[index + 1:]
+                  if c.cell_type == "code" and "check_parameters(" in c.source), None)
+    return cells[index].source, check
+
+
+CHAPTERS = [p for p in NOTEBOOKS if p.stem[:2] != "00"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_defect6_every_chapter_checks_its_parameters_before_anything_runs(path):
+    """A bad value of any parameter stops the chapter at once with a message naming it (notebook
+    01 with train_epochs=-3 used to fail with an IndexError deep in a cell). The parameters
+    cell and the check cell are run here as they are in the notebook, in order."""
+    from attention_lib.toolkit import ParameterError
+    from attention_lib.train import ConfigError
+
+    params, check = parameters_and_check(path)
+    namespace: dict = {}
+    exec(params, namespace)
+    if check is None:  # the training chapter checks its parameters through TrainConfig
+        assert path.stem == "08_training"
+        return
+    exec(check, dict(namespace))  # the defaults pass
+    bad = {"seed": -1, "photo": "lena", "train_epochs": -3, "run_epochs": 0, "run_arch": "resnet19",
+           "pretrained_weights": "yes", "image_size": 0}
+    tried = [name for name in bad if name in namespace]
+    assert tried, f"{path.name}: no common parameter to try"
+    for name in tried:
+        with pytest.raises((ParameterError, ConfigError), match=name.removeprefix("run_")):
+            exec(check, {**namespace, name: bad[name]})
+
+
+@pytest.mark.parametrize("path", [p for p in CHAPTERS if p.stem[:2] in {"01", "02", "03", "04", "05", "06"}],
+                         ids=lambda p: p.name)
+def test_run_defaults_are_written_once_in_the_library(path):
+    """The mini-ImageNet run's settings default to None: TrainConfig holds the one copy."""
+    params, _ = parameters_and_check(path)
+    for line in params.splitlines():
+        if line.startswith("run_") and not line.startswith(("run_training", "run_arch")):
+            assert line.split("=", 1)[1].split("#")[0].strip() == "None", f"{path.name}: {line}"
+    assert "20 epochs" not in params
+
+
+def test_no_chapter_copies_the_shared_machinery():
+    """FLOP counting, timing loops, the digits data and training loop, checkpoint parsing and
+    the two sections every chapter has are toolkit calls, never code in a notebook."""
+    for path in NOTEBOOKS:
+        text = path.read_text()
+        for marker in ("FlopCounterMode", "perf_counter", "sklearn.datasets", "checkpoint.pt", "torch.optim.",
+                       "should_train(", "load_trained(", "ipywidgets"):
+            assert marker not in text, f"{path.name} contains {marker!r}: use attention_lib.toolkit"
 
 
 def test_colab_install_cell_is_first_and_identical_everywhere():
@@ -63,26 +124,50 @@ def test_every_notebook_is_in_the_table_of_contents():
         assert any((ROOT / f"{name}{ext}").exists() for ext in (".md", ".ipynb")), f"{name} is in _toc.yml but missing"
 
 
-def test_papermill_run_with_injected_parameters(tmp_path):
-    """Execute the SE chapter as Colab users and CI would, with parameters injected."""
-    source = ROOT / "notebooks" / "01_squeeze_excitation.ipynb"
-    output = tmp_path / "out.ipynb"
-    papermill.execute_notebook(
-        str(source), str(output),
-        parameters={"seed": 3, "train_epochs": 2, "photo": "astronaut"},
-        kernel_name="python3", cwd=str(source.parent), progress_bar=False,
-    )
-    nb = json.loads(output.read_text())
-    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+def section_of(stem: str, ids: list[str], path) -> None:
+    """The chapter's parameters cell and the cells with the given ids, as a notebook of their own."""
+    nb = load(ROOT / "notebooks" / f"{stem}.ipynb")
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    chosen = [c for c in nb.cells if c.get("id") in ids]
+    assert len(chosen) == len(ids), f"{stem}: cells {ids} not all found"
+    nb.cells = params + chosen
+    nbformat.write(nb, str(path))
+
+
+def test_papermill_injects_parameters_into_a_chapter(tmp_path):
+    """papermill puts Colab users' and CI's values after the parameters cell, and the chapter
+    reads them (its parameters cell and its check cell, as the notebook has them)."""
+    source, output = tmp_path / "section.ipynb", tmp_path / "out.ipynb"
+    section_of("01_squeeze_excitation", ["01-004"], source)
+    nb = nbformat.read(str(source), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell('print(f"smoke={smoke}, seed={seed}, photo={photo!r}, '
+                                              'train_epochs={train_epochs}, run_epochs={run_epochs}")'))
+    nbformat.write(nb, str(source))
+    papermill.execute_notebook(str(source), str(output), kernel_name="python3", cwd=str(tmp_path),
+                               progress_bar=False,
+                               parameters={"seed": 3, "train_epochs": 2, "photo": "astronaut", "run_epochs": 5})
+    executed = json.loads(output.read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1
-    printed = "".join(
-        "".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
-    )
+    printed = "".join("".join(o.get("text", "")) for c in executed["cells"] if c["cell_type"] == "code"
+                      for o in c["outputs"])
     # smoke comes from ATTENTION_LIB_SMOKE=1 (conftest); the rest from the injection.
-    assert "smoke=True, seed=3, photo='astronaut', reduction=4, train_epochs=2" in printed
-    assert "held-out accuracy after 2 epochs" in printed
-    assert "SE adds 2,530,992 parameters to ResNet-50" in printed
-    assert not any(o.get("output_type") == "error" for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+    assert "smoke=True, seed=3, photo='astronaut', train_epochs=2, run_epochs=5" in printed
+
+
+def test_defect4_the_training_notebook_names_every_bad_parameter(tmp_path):
+    """papermill notebooks/08_training.ipynb out.ipynb -p epochs -3 -p arch resnet19 -p batch_size 0
+    finished with exit code 0 in smoke mode; now it stops with a message naming all three."""
+    import subprocess
+
+    result = subprocess.run([str(Path(sys.executable).parent / "papermill"), "notebooks/08_training.ipynb",
+                             str(tmp_path / "out.ipynb"), "-p", "epochs", "-3", "-p", "arch", "resnet19",
+                             "-p", "batch_size", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    message = result.stderr + result.stdout
+    for expected in ("arch must be one of", "got 'resnet19'", "epochs must be a positive int, got -3",
+                     "batch_size must be a positive int, got 0"):
+        assert expected in message
 
 
 def test_errata_page_names_tests_that_exist():
@@ -102,87 +187,84 @@ def test_errata_page_names_tests_that_exist():
 PRETRAINED_CHAPTERS = ["01_squeeze_excitation", "02_efficient_channel_attention", "06_selective_kernel"]
 
 
-def section_notebook(stem: str, prefix: str, path) -> None:
-    """The chapter's parameters cell and its cells whose ids start with ``prefix``, as a
-    notebook of their own (the real cells, so the test runs what the book runs)."""
+def run_section(stem: str, prefix: str, overrides: dict, monkeypatch) -> tuple[str, int]:
+    """Run a chapter's parameters cell, ``overrides`` (as papermill would inject them) and its
+    cells whose ids start with ``prefix``, in this process, as the notebook runs them: the
+    last expression of a cell is displayed. Returns (everything shown as text, figures drawn).
+
+    The real cells run, without a kernel's start-up and imports."""
+    import ast
+    import contextlib
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from attention_lib.toolkit import sections
+
     nb = load(ROOT / "notebooks" / f"{stem}.ipynb")
-    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    section = [c for c in nb.cells if c.get("id", "").startswith(f"{stem[:2]}-{prefix}")]
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    section = [c for c in nb.cells if c.cell_type == "code" and c.get("id", "").startswith(f"{stem[:2]}-{prefix}")]
     assert section, f"{stem} has no cells with ids {stem[:2]}-{prefix}*"
-    nb.cells = params + [nbformat.v4.new_code_cell("import torch")] + section
-    nbformat.write(nb, str(path))
+    shown: list = []
+    figures = []
 
+    def show(obj, *args, **kwargs) -> None:
+        shown.append(obj._repr_html_() if hasattr(obj, "_repr_html_") else repr(obj))
 
-def outputs_of(path, prefix: str) -> tuple[str, int, list]:
-    """(printed text, number of figures, errors) of the cells with ids starting ``prefix``."""
-    nb = json.loads(path.read_text())
-    cells = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("id", "").startswith(prefix)]
-    outputs = [o for c in cells for o in c["outputs"]]
-    text = "".join("".join(o.get("text", "")) for o in outputs)
-    text += "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-    figures = sum("image/png" in o.get("data", {}) for o in outputs)
-    return text, figures, [o for o in outputs if o.get("output_type") == "error"]
+    def plt_show(*args, **kwargs) -> None:
+        figures.extend(plt.get_fignums())
+        plt.close("all")
+
+    monkeypatch.setattr(sections, "display", show)
+    monkeypatch.setattr(plt, "show", plt_show)
+    namespace: dict = {"__name__": "__main__"}
+    exec("import torch\nfrom torch import nn", namespace)  # what every chapter imported before the section
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(params.source, namespace)
+        namespace.update(overrides)
+        for cell in section:
+            tree = ast.parse(cell.source)
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            exec(compile(tree, cell.get("id"), "exec"), namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), cell.get("id"), "eval"), namespace)
+                if value is not None:
+                    show(value)
+    plt_show()
+    return printed.getvalue() + "".join(shown), len(figures)
 
 
 @pytest.fixture(scope="module")
-def imagenette_tree(tmp_path_factory):
+def small_imagenette(tmp_path_factory):
     from attention_lib.data import make_image_tree
 
     return make_image_tree(tmp_path_factory.mktemp("imagenette"), "imagenette", classes=3, per_class=2, size=40)
 
 
 @pytest.mark.parametrize("stem", PRETRAINED_CHAPTERS)
-def test_trained_attention_section_runs_end_to_end_with_random_weights(stem, tmp_path, imagenette_tree, monkeypatch):
+def test_trained_attention_section_runs_end_to_end_with_random_weights(stem, small_imagenette, monkeypatch):
     """Offline, the section's code path runs on the published architecture with random
     weights and a generated Imagenette tree; every output says it is not a result."""
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # under Agg, plt.show() would draw nothing
-    source, output = tmp_path / "section.ipynb", tmp_path / "out.ipynb"
-    section_notebook(stem, "t", source)
-    papermill.execute_notebook(
-        str(source), str(output), kernel_name="python3", cwd=str(tmp_path), progress_bar=False,
-        parameters={"pretrained_weights": "random", "imagenette_root": str(imagenette_tree),
-                    "imagenette_download": False})
-    text, figures, errors = outputs_of(output, f"{stem[:2]}-t")
-    assert not errors
+    text, figures = run_section(stem, "t", {"pretrained_weights": "random", "imagenette_root": str(small_imagenette),
+                                            "imagenette_download": False}, monkeypatch)
     assert "RANDOM WEIGHTS" in text and "not a result" in text
     assert "top-1 on Imagenette's validation split" in text and "6 images" in text
     assert figures >= 2
-    if stem != "06_selective_kernel":
-        assert text.count("not a result") >= 3  # the loader's banner, the top-5 table, the top-1 line
-
-
-def test_trained_attention_sections_of_the_book_build(built_book):
-    """In the book build the sections either show real weights (online) or say why not."""
-    from attention_lib.pretrained import _host_reachable
-
-    _, _, html = built_book
-    executed = html.parent / "jupyter_execute" / "notebooks"
-    if not executed.is_dir():
-        pytest.skip(f"no executed notebooks next to {html}")
-    online = _host_reachable("huggingface.co")
-    for stem in PRETRAINED_CHAPTERS:
-        text, figures, errors = outputs_of(executed / f"{stem}.ipynb", f"{stem[:2]}-t")
-        assert not errors
-        if online:
-            assert "Loaded " in text and figures >= 2, stem
-        else:
-            assert "not available here, so this section shows nothing" in text, stem
-            assert figures == 0, f"{stem}: offline, the trained-attention section must draw nothing"
-    for stem, attention in [("03_cbam", "cbam"), ("04_bam", "bam"), ("05_gather_excite", "ge")]:
-        text, figures, errors = outputs_of(executed / f"{stem}.ipynb", f"{stem[:2]}-t")
-        assert "ImageNet weights" in text and figures == 0 and not errors, stem
+    assert text.count("not a result") >= 3  # the loader's banner, the top-5 table, the top-1 line
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2] in {"01", "02", "03", "04", "05", "06"}],
                          ids=lambda p: p.name)
 def test_every_chapter_has_a_mini_imagenet_run(path):
-    """The parameters cell describes a real Imagenette run and the chapter trains it with
-    attention_lib.train, with its own attention."""
+    """The chapter trains its own attention on Imagenette with one toolkit call, fed by its
+    run_* parameters (a real run by default; TrainConfig holds the defaults)."""
     nb = load(path)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source
-    for line in ('run_dataset = "imagenette"', "run_training = None", "run_epochs = 20"):
+    for line in ("run_training = None", "run_dataset = None", "run_epochs = None"):
         assert line in params, f"{path.name}: parameters cell lacks {line!r}"
-    run = "".join(c.source for c in nb.cells if c.get("id", "").startswith(f"{path.stem[:2]}-r"))
+    run = "".join(c.source for c in nb.cells
+                  if c.get("id", "").startswith(f"{path.stem[:2]}-r") and c.cell_type == "code")
     attention = {"01": "se", "02": "eca", "03": "cbam", "04": "bam", "05": "ge", "06": "sk"}[path.stem[:2]]
-    assert f'attention="{attention}"' in run and "should_train(run_config, run_training)" in run
-    assert "load_checkpoint_model(run_config.output_dir)" in run
+    assert f'mini_imagenet_section("{attention}"' in run and "run_options(globals())" in run
+    assert "training=run_training" in run and "smoke=smoke" in run

@@ -165,98 +165,13 @@ def test_is_a_drop_in_module():
     assert "channels=16, width=8" in repr(block[1])
 
 
-# --- mean_pool and rescale: same values and gradients as x.mean and x * a ------------------
-
-
-def _grads(output, inputs, grad):
-    return torch.autograd.grad(output, inputs, grad, allow_unused=True, materialize_grads=True)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("dim", [(2, 3), 1, (1, 3)])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_mean_pool_is_bitwise_x_mean(dtype, dim, channels_last):
-    from attention_lib.squeeze_excitation import mean_pool
-
-    torch.manual_seed(0)
-    x = torch.randn(3, 16, 9, 7, dtype=dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(True)
-    dims = (dim,) if isinstance(dim, int) else dim
-    lean, plain = mean_pool(x, dim), x.mean(dim=dims, keepdim=True)
-    assert torch.equal(lean, plain)
-    grad = torch.randn_like(plain)
-    assert torch.equal(_grads(lean, x, grad)[0], _grads(plain, x, grad)[0])
-
-
-def test_mean_pool_backward_is_a_broadcast_view():
-    from attention_lib.squeeze_excitation import _MeanPool
-
-    x = torch.randn(2, 4, 5, 5)
-    grad = torch.randn(2, 4, 1, 1)
-
-    class Ctx:
-        pass
-
-    ctx = Ctx()
-    _MeanPool.forward(ctx, x, (2, 3))
-    grad_x, _ = _MeanPool.backward(ctx, grad)
-    assert grad_x.shape == x.shape and grad_x.stride()[2:] == (0, 0)  # expanded: no full-size copy
-
-
-@pytest.mark.parametrize("x_shape, a_shape", [
-    ((3, 8, 5, 5), (3, 8, 1, 1)),   # one weight per channel (SE, ECA, CBAM's channel half)
-    ((3, 8, 5, 5), (3, 1, 5, 5)),   # one weight per pixel (CBAM's spatial half)
-    ((3, 8, 5, 5), (3, 8, 5, 5)),   # a full-size gate (GE with a local extent)
-    ((3, 8, 5, 5), (8, 1, 1)),      # fewer dimensions
-    ((3, 8, 1, 1), (3, 8, 5, 5)),   # a broadcasts x to a larger shape
-    ((3, 2, 2, 3, 10), (3, 2, 2, 1, 10)),  # 5-D blocks (GE's block-wise product)
-])
-@pytest.mark.parametrize("needs", ["both", "x", "a"])
-def test_rescale_is_bitwise_x_times_a(x_shape, a_shape, needs):
-    from attention_lib.squeeze_excitation import rescale
-
-    torch.manual_seed(0)
-    x = torch.randn(x_shape, requires_grad=needs in ("both", "x"))
-    a = torch.rand(a_shape, requires_grad=needs in ("both", "a"))
-    lean, plain = rescale(x, a), x * a
-    assert torch.equal(lean, plain)
-    inputs = [t for t in (x, a) if t.requires_grad]
-    grad = torch.randn_like(plain)
-    assert all(map(torch.equal, _grads(lean, inputs, grad), _grads(plain, inputs, grad)))
-
-
-def test_rescale_mixed_precision_and_channels_last():
-    from attention_lib.squeeze_excitation import rescale
-
-    torch.manual_seed(0)
-    for x, a in [
-        (torch.randn(2, 8, 6, 6, dtype=torch.bfloat16), torch.rand(2, 8, 1, 1)),  # autocast-like mix
-        (torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last), torch.rand(2, 8, 1, 1)),
-    ]:
-        x.requires_grad_(True)
-        a.requires_grad_(True)
-        lean, plain = rescale(x, a), x * a
-        assert torch.equal(lean, plain) and lean.dtype == plain.dtype
-        grad = torch.randn_like(plain)
-        lean_grads, plain_grads = _grads(lean, (x, a), grad), _grads(plain, (x, a), grad)
-        assert all(map(torch.equal, lean_grads, plain_grads))
-        assert [g.dtype for g in lean_grads] == [x.dtype, a.dtype]
-
-
-def test_helpers_support_double_backward():
-    from attention_lib.squeeze_excitation import mean_pool, rescale
-
+def test_se_supports_double_backward():
     x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
-    a = torch.rand(2, 4, 1, 1, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(rescale, (x, a))
-    assert torch.autograd.gradgradcheck(lambda t: mean_pool(t, (1, 2)), (x,))
     assert torch.autograd.gradgradcheck(SE(4, reduction=2, min_width=2).double(), (x,))
 
 
 def test_se_gradients_equal_the_plain_formulation():
-    # SE with mean_pool and rescale gives bit for bit the gradients of the plain
+    # SE with squeeze and rescale gives bit for bit the gradients of the plain
     # x * sigmoid(W2 relu(W1 mean(x))) written with PyTorch's own operations.
     torch.manual_seed(0)
     module = SE(32, reduction=4)
@@ -269,4 +184,6 @@ def test_se_gradients_equal_the_plain_formulation():
     grad = torch.randn(4, 32, 9, 9)
     inputs = [x, *module.parameters()]
     assert torch.equal(module(x), plain(x))
-    assert all(map(torch.equal, _grads(module(x), inputs, grad), _grads(plain(x), inputs, grad)))
+    ours = torch.autograd.grad(module(x), inputs, grad)
+    reference = torch.autograd.grad(plain(x), inputs, grad)
+    assert all(map(torch.equal, ours, reference))

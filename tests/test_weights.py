@@ -1,4 +1,4 @@
-"""Published weights in our models (attention_lib.pretrained), proven offline.
+"""Published weights in our models (attention_lib.weights), proven offline.
 
 Every supported name: the published architecture is built with RANDOM weights (no
 download), its state dict is mapped onto our model, and both must give the same logits.
@@ -19,8 +19,15 @@ from torch import nn
 
 timm = pytest.importorskip("timm")
 
-from attention_lib import pretrained as P  # noqa: E402
-from attention_lib.models import ARCHS, ATTENTIONS, attention_modules, create_model  # noqa: E402
+import torchvision  # noqa: E402
+
+from attention_lib import weights as P  # noqa: E402
+from attention_lib.models import ARCHS, ATTENTIONS, create_model  # noqa: E402
+from attention_lib.recorder import attention_modules  # noqa: E402
+from attention_lib.provenance import is_result, weights_label  # noqa: E402
+from attention_lib.weights import download as D  # noqa: E402
+from attention_lib.weights import load as L  # noqa: E402
+from attention_lib.weights import registry as R  # noqa: E402
 
 
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -179,14 +186,14 @@ def test_a_failed_mapping_leaves_the_model_untouched():
 def host_seems_up(monkeypatch):
     """Pretend the download host answers, so that the download functions themselves run
     (and fail, or are stubbed); no weights are cached in the tests."""
-    monkeypatch.setattr(P, "_host_reachable", lambda host, timeout=5.0: True)
-    monkeypatch.setattr(P, "_cached_file", lambda entry, tag: None)
+    monkeypatch.setattr(D, "host_reachable", lambda host, timeout=5.0: True)
+    monkeypatch.setattr(D, "_cached_file", lambda entry, tag: None)
 
 
 def test_unreachable_host_fails_fast_with_a_clear_error(monkeypatch, no_network):
-    monkeypatch.setattr(P, "_cached_file", lambda entry, tag: None)
+    monkeypatch.setattr(D, "_cached_file", lambda entry, tag: None)
     called = []
-    monkeypatch.setattr(P, "_fetch_timm", lambda *args, **kwargs: called.append(args))
+    monkeypatch.setattr(D, "_fetch_timm", lambda *args, **kwargs: called.append(args))
     for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     started = time.perf_counter()
@@ -198,13 +205,13 @@ def test_unreachable_host_fails_fast_with_a_clear_error(monkeypatch, no_network)
 
 def test_cached_weights_are_read_without_the_network(monkeypatch, no_network, tmp_path):
     """A cached copy is handed to timm as a local file; no connection is attempted."""
-    monkeypatch.setattr(P, "_cached_file", lambda entry, tag: str(tmp_path / "model.safetensors"))
+    monkeypatch.setattr(D, "_cached_file", lambda entry, tag: str(tmp_path / "model.safetensors"))
     seen = {}
 
     def fetch(model_name, file=None):
         seen.update(name=model_name, file=file)
         return {"x": torch.zeros(1)}
-    monkeypatch.setattr(P, "_fetch_timm", fetch)
+    monkeypatch.setattr(D, "_fetch_timm", fetch)
     assert P.fetch_published_state_dict("seresnet50")["x"].shape == (1,)
     assert seen == {"name": "seresnet50.a1_in1k", "file": str(tmp_path / "model.safetensors")}
 
@@ -212,16 +219,16 @@ def test_cached_weights_are_read_without_the_network(monkeypatch, no_network, tm
 def test_torchvision_cache_path_is_torch_hubs(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     entry = P.PRETRAINED["resnet18"]
-    assert P._cached_file(entry, "IMAGENET1K_V1") is None
+    assert D._cached_file(entry, "IMAGENET1K_V1") is None
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"")
-    assert P._cached_file(entry, "IMAGENET1K_V1") == str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
+    assert D._cached_file(entry, "IMAGENET1K_V1") == str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
 
 
 def test_offline_timm_fetch_raises_a_clear_error(monkeypatch, no_network, host_seems_up):
     def offline(model_name, file=None):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-    monkeypatch.setattr(P, "_fetch_timm", offline)
+    monkeypatch.setattr(D, "_fetch_timm", offline)
     with pytest.raises(RuntimeError, match=r"'seresnet50\.ra2_in1k'.*could not be downloaded") as info:
         P.pretrained_model("seresnet50.ra2_in1k")
     assert isinstance(info.value.__cause__, urllib.error.URLError)
@@ -246,14 +253,14 @@ def test_offline_torchvision_fetch_raises_a_clear_error(monkeypatch, no_network,
     def offline(self, *args, **kwargs):
         raise urllib.error.URLError("no route to host")
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    monkeypatch.setattr(P.torchvision.models.WeightsEnum, "get_state_dict", offline)
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(RuntimeError, match=r"'resnet18\.IMAGENET1K_V1' \(torchvision\) could not be downloaded"):
         P.pretrained_model("resnet18")
 
 
 def test_pretrained_model_end_to_end_with_a_stubbed_download(monkeypatch, no_network, host_seems_up):
     theirs = published("seresnet50")
-    monkeypatch.setattr(P, "_fetch_timm", lambda model_name, file=None: theirs.state_dict())
+    monkeypatch.setattr(D, "_fetch_timm", lambda model_name, file=None: theirs.state_dict())
     model = P.pretrained_model("seresnet50")
     assert not model.training
     assert model.pretrained_cfg["name"] == "seresnet50.a1_in1k"
@@ -284,7 +291,7 @@ def test_tags_match_the_published_metadata():
             assert set(entry.tags) == published_tags, name
             assert entry.tags[0] == timm.models.get_pretrained_cfg(name).tag, name
         else:
-            enum = getattr(P.torchvision.models, P._TV_WEIGHTS[name][0])
+            enum = getattr(torchvision.models, R._TV_WEIGHTS[name][0])
             assert entry.tags[0] == enum.DEFAULT.name and all(tag in enum.__members__ for tag in entry.tags)
 
 
@@ -315,3 +322,90 @@ def test_availability_covers_every_arch_and_attention():
     table[("resnet50", "se")]["status"] = "changed"
     assert P.AVAILABILITY[("resnet50", "se")]["status"] == "exact"  # a copy
     assert len(P.availability_markdown().splitlines()) == 2 + len(ARCHS) * len(ATTENTIONS)
+
+
+# ----------------------------------------------------------------------------- bad input, old names
+
+def test_defect9_a_non_mapping_or_non_tensor_state_dict_is_named():
+    """The loader raised AttributeError for these; now it says what it expected."""
+    model = P.build_model("resnet18")
+    with pytest.raises(TypeError, match=r"state_dict must be a mapping of parameter names to tensors.*got list"):
+        P.load_published_state_dict(model, "resnet18", [("conv1.weight", torch.zeros(1))])
+    state = dict(model.state_dict())
+    state["fc.bias"] = [0.0] * 1000
+    with pytest.raises(TypeError, match=r"state_dict\['fc.bias'\] must be a torch.Tensor .*got list"):
+        P.load_published_state_dict(model, "resnet18", state)
+
+
+def test_the_old_module_name_warns_and_still_works():
+    import importlib
+    import sys
+
+    sys.modules.pop("attention_lib.pretrained", None)
+    with pytest.warns(DeprecationWarning, match="attention_lib.pretrained is deprecated.*use attention_lib.weights"):
+        old = importlib.import_module("attention_lib.pretrained")
+    assert old.pretrained_model is P.pretrained_model and old.PRETRAINED is P.PRETRAINED
+
+
+def test_importing_attention_lib_does_not_load_the_weights_registry():
+    """`import attention_lib` stays light: torchvision and the registry load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, attention_lib; heavy = [m for m in ('torchvision', 'attention_lib.weights', "
+            "'attention_lib.models') if m in sys.modules]; print(heavy); attention_lib.create_model; "
+            "print('attention_lib.models' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]" and out[1] == "True"
+
+
+# ----------------------------------------------------------------------------- load_trained, for the chapters
+
+def test_random_weights_are_labelled_and_never_a_result(random_seresnet50, capsys):
+    model = P.load_trained("skresnet18", weights="random")
+    assert "RANDOM WEIGHTS" in capsys.readouterr().out
+    assert not model.training and not is_result(model)
+    assert "RANDOM WEIGHTS" in weights_label(model) and "not a result" in weights_label(model)
+    assert random_seresnet50.pretrained_cfg["name"] == "seresnet50.a1_in1k"
+
+def test_off_and_bad_modes(capsys):
+    assert P.load_trained("seresnet50", weights="off") is None
+    assert "shows nothing" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"weights must be one of \('auto', 'off', 'random'\), got 'yes'"):
+        P.load_trained("seresnet50", weights="yes")
+
+def test_unavailable_weights_give_none_and_say_why(monkeypatch, capsys):
+    def offline(name):
+        raise RuntimeError(f"the pretrained weights of {name!r} could not be downloaded: cannot connect")
+    monkeypatch.setattr(L, "fetch_published_state_dict", offline)
+    assert P.load_trained("ecaresnet50d") is None
+    out = capsys.readouterr().out
+    assert "not available here, so this section shows nothing" in out and "'ecaresnet50d.miil_in1k'" in out
+
+def test_downloaded_weights_are_a_result(monkeypatch, capsys):
+    theirs = P.published_model("seresnet50")
+    monkeypatch.setattr(L, "fetch_published_state_dict", lambda name: theirs.state_dict())
+    model = P.load_trained("seresnet50")
+    assert is_result(model) and weights_label(model) == "seresnet50.a1_in1k (timm, ImageNet-1k weights)"
+    assert "Loaded seresnet50.a1_in1k" in capsys.readouterr().out
+    assert not is_result(create_model("resnet18", "se"))  # no pretrained_cfg at all
+    assert "not a result" in weights_label(create_model("resnet18", "se"))
+
+def test_download_messages_go_to_stdout(monkeypatch, capsys):
+    """What a download prints or logs must not reach stderr (a warning in the book build)."""
+    import logging
+    import sys
+    import warnings
+
+    def noisy_fetch(name):
+        logging.getLogger("huggingface_hub").warning("Xet storage is enabled but hf_xet is missing")
+        warnings.warn("a download warning")
+        print("100%|##########| 97.8M/97.8M", file=sys.stderr)
+        return P.published_model("seresnet50").state_dict()
+    monkeypatch.setattr(L, "fetch_published_state_dict", noisy_fetch)
+    handlers = logging.getLogger("huggingface_hub").handlers[:]
+    assert P.load_trained("seresnet50") is not None
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "Xet storage" in captured.out and "a download warning" in captured.out and "97.8M" in captured.out
+    assert logging.getLogger("huggingface_hub").handlers == handlers  # restored

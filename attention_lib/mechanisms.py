@@ -1,0 +1,139 @@
+# Hand-written support module (not generated from a notebook).
+"""The registry of the book's attention mechanisms: one line per mechanism.
+
+Each :class:`Mechanism` says where its module comes from (chapter, paper), how
+:func:`~attention_lib.models.create_model` places it in a backbone, how to switch it off
+for an ablation, and which configurations are worth exercising (``variants``). Everything
+that must know "all the mechanisms" reads this list: ``create_model`` and its error
+messages, the training command line's choices, the attention recorder, the ablation, the
+comparison, and the shared contract test (``tests/test_contract.py``), so a new
+mechanism gets all of them by adding its line here.
+
+A variant is a builder ``(channels, (height, width)) -> module``: the spatial size of
+the input it will see is passed because a global learned gather (GE-θ) needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from attention_lib.bam import BAM
+from attention_lib.cbam import CBAM, ChannelAttention, SpatialAttention
+from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3
+from attention_lib.gather_excite import GatherExcite
+from attention_lib.selective_kernel import SelectiveKernel
+from attention_lib.squeeze_excitation import SE
+
+__all__ = ["Builder", "Mechanism", "MECHANISMS", "PLACEMENTS", "ABLATIONS", "mechanism", "placeable",
+           "mechanism_of", "ablation_of"]
+
+#: ``(channels, (height, width)) -> module``.
+Builder = Callable[[int, tuple[int, int]], nn.Module]
+
+#: How create_model places a mechanism: on every residual branch before the addition
+#: (``"block"``), after every stage but the last (``"stage"``), or instead of the 3x3
+#: convolution of every block (``"conv"``). ``None``: a building block, not placed.
+PLACEMENTS = ("block", "stage", "conv", None)
+#: How an ablation switches a module off: pass its input through unchanged, or (for a
+#: module that must still combine several branches) give every branch the same weight.
+ABLATIONS = ("identity", "equal branches")
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """One attention mechanism of the book.
+
+    Attributes:
+        name: its name in ``create_model(arch, attention=name)`` and on the command line.
+        module: the class (generated from the chapter's ``# export`` cells).
+        chapter: the notebook that derives it.
+        paper: the paper that proposed it.
+        placement: one of :data:`PLACEMENTS`.
+        ablation: one of :data:`ABLATIONS`.
+        variants: label -> builder of the configurations worth exercising; the default is
+            the module with its default arguments.
+    """
+
+    name: str
+    module: type[nn.Module]
+    chapter: str
+    paper: str
+    placement: str | None = "block"
+    ablation: str = "identity"
+    variants: Mapping[str, Builder] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.ablation not in ABLATIONS:
+            raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
+        if not self.variants:
+            module = self.module
+            object.__setattr__(self, "variants", {self.module.__name__: lambda c, s: module(c)})
+
+
+MECHANISMS: tuple[Mechanism, ...] = (
+    Mechanism("se", SE, "01_squeeze_excitation", "Hu et al., CVPR 2018"),
+    Mechanism("se_var1", SEVar1, "02_efficient_channel_attention", "Wang et al., CVPR 2020", placement=None),
+    Mechanism("se_var2", SEVar2, "02_efficient_channel_attention", "Wang et al., CVPR 2020", placement=None),
+    Mechanism("se_var3", SEVar3, "02_efficient_channel_attention", "Wang et al., CVPR 2020", placement=None),
+    Mechanism("eca", ECA, "02_efficient_channel_attention", "Wang et al., CVPR 2020",
+              variants={"ECA": lambda c, s: ECA(c), "ECA k=3": lambda c, s: ECA(c, kernel_size=3)}),
+    Mechanism("channel_attention", ChannelAttention, "03_cbam", "Woo et al., ECCV 2018", placement=None),
+    Mechanism("spatial_attention", SpatialAttention, "03_cbam", "Woo et al., ECCV 2018", placement=None,
+              variants={"SpatialAttention": lambda c, s: SpatialAttention(),
+                        "SpatialAttention without BN": lambda c, s: SpatialAttention(batch_norm=False)}),
+    Mechanism("cbam", CBAM, "03_cbam", "Woo et al., ECCV 2018"),
+    Mechanism("bam", BAM, "04_bam", "Park et al., BMVC 2018", placement="stage",
+              variants={"BAM": lambda c, s: BAM(c), "BAM product": lambda c, s: BAM(c, combine="product")}),
+    Mechanism("ge", GatherExcite, "05_gather_excite", "Hu et al., NeurIPS 2018",
+              variants={"GE-θ- global": lambda c, s: GatherExcite(c),
+                        "GE-θ- e=4": lambda c, s: GatherExcite(c, 4),
+                        "GE-θ e=4": lambda c, s: GatherExcite(c, 4, param_gather=True),
+                        "GE-θ global": lambda c, s: GatherExcite(c, param_gather=True, spatial_size=s),
+                        "GE-θ+ global": lambda c, s: GatherExcite(c, param_gather=True, param_excite=True,
+                                                                  spatial_size=s)}),
+    Mechanism("sk", SelectiveKernel, "06_selective_kernel", "Li et al., CVPR 2019", placement="conv",
+              ablation="equal branches"),
+)
+
+_BY_NAME = {m.name: m for m in MECHANISMS}
+_BY_CLASS_NAME = {m.module.__name__: m for m in MECHANISMS}
+
+
+def mechanism(name: str) -> Mechanism:
+    """The mechanism called ``name``; a ValueError listing the names otherwise."""
+    if name not in _BY_NAME:
+        raise ValueError(f"attention must be one of {', '.join(_BY_NAME)}; got {name!r}")
+    return _BY_NAME[name]
+
+
+def placeable() -> tuple[str, ...]:
+    """The names ``create_model`` can place in a backbone, in the book's order."""
+    return tuple(m.name for m in MECHANISMS if m.placement is not None)
+
+
+def mechanism_of(module: nn.Module) -> Mechanism | None:
+    """The mechanism ``module`` is an instance of, or ``None``.
+
+    Also recognises the same classes defined in a chapter's notebook (the code that
+    ``make export`` copies into the package): same class name, an ``attention`` method.
+    """
+    for entry in MECHANISMS:
+        if isinstance(module, entry.module):
+            return entry
+    entry = _BY_CLASS_NAME.get(type(module).__name__)
+    if entry is not None and callable(getattr(module, "attention", None)):
+        return entry
+    return None
+
+
+def ablation_of(module: nn.Module) -> str:
+    """How :func:`attention_lib.analysis.ablate_attention` switches ``module`` off."""
+    entry = mechanism_of(module)
+    if entry is None:
+        raise ValueError(f"{type(module).__name__} is not one of attention_lib's attention modules")
+    return entry.ablation

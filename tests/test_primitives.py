@@ -1,0 +1,153 @@
+"""The primitives every module shares (attention_lib.primitives, the speed layer).
+
+Each primitive must give the same values and gradients as the plain PyTorch expression it
+replaces, bit for bit where the arithmetic is the same.
+"""
+
+import pytest
+import torch
+
+from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
+from attention_lib.primitives import _Squeeze, amax_pool, bottleneck_width, mean_pool, rescale, squeeze
+
+
+# --- mean_pool and rescale: same values and gradients as x.mean and x * a ------------------
+
+
+def _grads(output, inputs, grad):
+    return torch.autograd.grad(output, inputs, grad, allow_unused=True, materialize_grads=True)
+
+
+@pytest.mark.parametrize("pool", [squeeze, mean_pool], ids=["squeeze", "mean_pool"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dim", [(2, 3), 1, (1, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pooling_is_bitwise_x_mean(pool, dtype, dim, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(3, 16, 9, 7, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    dims = (dim,) if isinstance(dim, int) else dim
+    lean, plain = pool(x, dim), x.mean(dim=dims, keepdim=True)
+    assert torch.equal(lean, plain)
+    grad = torch.randn_like(plain)
+    assert torch.equal(_grads(lean, x, grad)[0], _grads(plain, x, grad)[0])
+
+
+def test_squeeze_backward_is_a_broadcast_view():
+    x = torch.randn(2, 4, 5, 5)
+    grad = torch.randn(2, 4, 1, 1)
+
+    class Ctx:
+        pass
+
+    ctx = Ctx()
+    _Squeeze.forward(ctx, x, (2, 3))
+    grad_x, _ = _Squeeze.backward(ctx, grad)
+    assert grad_x.shape == x.shape and grad_x.stride()[2:] == (0, 0)  # expanded: no full-size copy
+
+
+@pytest.mark.parametrize("x_shape, a_shape", [
+    ((3, 8, 5, 5), (3, 8, 1, 1)),   # one weight per channel (SE, ECA, CBAM's channel half)
+    ((3, 8, 5, 5), (3, 1, 5, 5)),   # one weight per pixel (CBAM's spatial half)
+    ((3, 8, 5, 5), (3, 8, 5, 5)),   # a full-size gate (GE with a local extent)
+    ((3, 8, 5, 5), (8, 1, 1)),      # fewer dimensions
+    ((3, 8, 1, 1), (3, 8, 5, 5)),   # a broadcasts x to a larger shape
+    ((3, 2, 2, 3, 10), (3, 2, 2, 1, 10)),  # 5-D blocks (GE's block-wise product)
+])
+@pytest.mark.parametrize("needs", ["both", "x", "a"])
+def test_rescale_is_bitwise_x_times_a(x_shape, a_shape, needs):
+    torch.manual_seed(0)
+    x = torch.randn(x_shape, requires_grad=needs in ("both", "x"))
+    a = torch.rand(a_shape, requires_grad=needs in ("both", "a"))
+    lean, plain = rescale(x, a), x * a
+    assert torch.equal(lean, plain)
+    inputs = [t for t in (x, a) if t.requires_grad]
+    grad = torch.randn_like(plain)
+    assert all(map(torch.equal, _grads(lean, inputs, grad), _grads(plain, inputs, grad)))
+
+
+def test_rescale_mixed_precision_and_channels_last():
+    torch.manual_seed(0)
+    for x, a in [
+        (torch.randn(2, 8, 6, 6, dtype=torch.bfloat16), torch.rand(2, 8, 1, 1)),  # autocast-like mix
+        (torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last), torch.rand(2, 8, 1, 1)),
+    ]:
+        x.requires_grad_(True)
+        a.requires_grad_(True)
+        lean, plain = rescale(x, a), x * a
+        assert torch.equal(lean, plain) and lean.dtype == plain.dtype
+        grad = torch.randn_like(plain)
+        lean_grads, plain_grads = _grads(lean, (x, a), grad), _grads(plain, (x, a), grad)
+        assert all(map(torch.equal, lean_grads, plain_grads))
+        assert [g.dtype for g in lean_grads] == [x.dtype, a.dtype]
+
+
+def test_helpers_support_double_backward():
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    a = torch.rand(2, 4, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(rescale, (x, a))
+    assert torch.autograd.gradgradcheck(lambda t: squeeze(t, (1, 2)), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: mean_pool(t, (1, 2)), (x,))
+
+
+# --- amax_pool: same values and gradients as x.amax ---------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dim", [(2, 3), 1])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_amax_pool_is_bitwise_x_amax_with_ties(dtype, dim, channels_last):
+    torch.manual_seed(0)
+    x = torch.randn(3, 16, 7, 5, dtype=dtype)
+    x[0, 0] = 1.0  # a channel whose every pixel is a maximum: 35-way tie
+    x[1, :4, 2, 2] = 9.0  # a pixel where four channels tie
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    dims = (dim,) if isinstance(dim, int) else dim
+    lean, plain = amax_pool(x, dim), x.amax(dim=dims, keepdim=True)
+    assert torch.equal(lean, plain)
+    grad = torch.randn_like(plain)
+    lean_grad = torch.autograd.grad(lean, x, grad)[0]
+    plain_grad = torch.autograd.grad(plain, x, grad)[0]
+    assert torch.equal(lean_grad, plain_grad)
+    assert torch.equal(lean_grad.signbit(), plain_grad.signbit())  # even the signs of zeros
+
+
+def test_amax_pool_gradcheck_and_double_backward():
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    for dim in ((2, 3), 1):
+        assert torch.autograd.gradcheck(lambda t: amax_pool(t, dim), (x,))
+        assert torch.autograd.gradgradcheck(lambda t: amax_pool(t, dim), (x,))
+
+
+def test_defect8_mean_pool_gradients_are_ordinary_tensors():
+    """mean_pool's gradient can be edited in place, as x.mean's can (it was a broadcast view)."""
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    (grad,) = torch.autograd.grad(mean_pool(x).sum(), x)
+    assert grad.stride() == x.stride()
+    grad.add_(1.0)  # raised "unsupported operation: more than one element ... refers to a single memory location"
+    assert torch.equal(grad, torch.full_like(x, 1 / 25 + 1.0))
+
+
+@pytest.mark.parametrize("module", [SE(16, reduction=4), ECA(16), CBAM(16, reduction=4), BAM(16, reduction=4),
+                                    GatherExcite(16), SelectiveKernel(32, groups=4)],
+                         ids=lambda m: type(m).__name__)
+def test_defect8_modules_give_ordinary_input_gradients(module):
+    """Inside the modules squeeze's view is summed into the product's gradient: what leaves is a
+    plain tensor that may be edited in place."""
+    channels = 32 if isinstance(module, SelectiveKernel) else 16
+    x = torch.randn(3, channels, 6, 6, requires_grad=True)
+    (grad,) = torch.autograd.grad(module(x).square().sum(), x)
+    assert 0 not in grad.stride()
+    grad.mul_(2.0)
+
+
+def test_bottleneck_width_has_a_floor_and_a_ceiling():
+    assert bottleneck_width(24, 16) == 8
+    assert bottleneck_width(256, 16) == 16
+    assert bottleneck_width(6, 2, min_width=8) == 6
+    with pytest.raises(ValueError, match=r"reduction must be <= channels \(8\), got 16"):
+        bottleneck_width(8, 16)
