@@ -235,7 +235,9 @@ def _run_cost(config: TrainConfig) -> str:
     model = create_model(config.arch, config.attention, num_classes=10, image_size=config.image_size,
                          **config.attention_kwargs)
     total = model_flops(model, config.image_size) * 3 * IMAGENETTE_TRAIN_IMAGES * config.epochs
-    return f"{total:.1e}"
+    mantissa, exponent = f"{total:.1e}".split("e")
+    superscript = str(int(exponent)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{mantissa} × 10{superscript}"
 
 
 def _run_table(metrics: dict[str, Any]):
