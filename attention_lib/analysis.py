@@ -84,7 +84,8 @@ def ablate_attention(model: nn.Module) -> Iterator[list[str]]:
     "Off" means the module passes its input through unchanged (SE, ECA, CBAM, BAM and
     Gather-Excite: a gate of 1 everywhere, or for BAM a map of 0 in ``x + x * M``), and
     a Selective Kernel unit gives its branches equal weights ``1/m`` (it must still
-    combine them). Nothing else is retrained: the rest of the network keeps the weights
+    combine them; a module with an ``equal_branches(x)`` method, such as Split-Attention,
+    computes that itself). Nothing else is retrained: the rest of the network keeps the weights
     it learned *with* attention, so the drop in accuracy measures how much the network
     relies on it. Yields the names of the modules switched off.
     """
@@ -96,6 +97,8 @@ def ablate_attention(model: nn.Module) -> Iterator[list[str]]:
         return inputs[0]
 
     def equal_branches(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if callable(getattr(module, "equal_branches", None)):  # e.g. Split-Attention: the module knows how
+            return module.equal_branches(inputs[0])
         branches = [branch(inputs[0]) for branch in module.branches]
         return torch.stack(branches).mean(dim=0)
 

@@ -15,8 +15,10 @@ the input it will see is passed because a global learned gather (GE-θ) needs it
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
@@ -27,16 +29,23 @@ from attention_lib.gather_excite import GatherExcite
 from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.squeeze_excitation import SE
 
-__all__ = ["Builder", "Mechanism", "MECHANISMS", "PLACEMENTS", "ABLATIONS", "mechanism", "placeable",
+__all__ = ["Builder", "Mechanism", "MECHANISMS", "PLACEMENTS", "INVERTED_RESIDUAL", "ABLATIONS", "mechanism", "placeable",
            "mechanism_of", "ablation_of"]
 
 #: ``(channels, (height, width)) -> module``.
 Builder = Callable[[int, tuple[int, int]], nn.Module]
 
 #: How create_model places a mechanism: on every residual branch before the addition
-#: (``"block"``), after every stage but the last (``"stage"``), or instead of the 3x3
-#: convolution of every block (``"conv"``). ``None``: a building block, not placed.
-PLACEMENTS = ("block", "stage", "conv", None)
+#: (``"block"``), after every stage but the last (``"stage"``), instead of the 3x3
+#: convolution of every block (``"conv"``), or as a block of its own inserted before the
+#: last residual block of a stage (``"before last block"``, e.g. a Non-local block).
+#: ``None``: a building block, not placed.
+PLACEMENTS = ("block", "stage", "conv", "before last block", None)
+#: Where a ``"block"`` mechanism goes in MobileNetV2's inverted residual blocks: at the end
+#: of the residual branch of the blocks that have a shortcut (``"residual end"``, as SE and
+#: CBAM), or after the depthwise convolution's activation of every block
+#: (``"after depthwise"``, on the expanded width, as Coordinate Attention).
+INVERTED_RESIDUAL = ("residual end", "after depthwise")
 #: How an ablation switches a module off: pass its input through unchanged, or (for a
 #: module that must still combine several branches) give every branch the same weight.
 ABLATIONS = ("identity", "equal branches")
@@ -53,6 +62,13 @@ class Mechanism:
         paper: the paper that proposed it.
         placement: one of :data:`PLACEMENTS`.
         ablation: one of :data:`ABLATIONS`.
+        stages: the ResNet stages (1 = ``layer1`` ... 4 = ``layer4``) where a ``"block"`` or
+            ``"before last block"`` mechanism is placed; ``None``: every stage.
+        inverted_residual: one of :data:`INVERTED_RESIDUAL` (``"block"`` placement in
+            MobileNetV2).
+        defaults: keyword arguments ``create_model`` passes unless the caller gives
+            them (the configuration of the paper's networks where it differs from the
+            module's defaults).
         variants: label -> builder of the configurations worth exercising; the default is
             the module with its default arguments.
     """
@@ -64,15 +80,24 @@ class Mechanism:
     placement: str | None = "block"
     ablation: str = "identity"
     variants: Mapping[str, Builder] = field(default_factory=dict)
+    stages: tuple[int, ...] | None = None
+    inverted_residual: str = "residual end"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.stages is not None and (not self.stages or not set(self.stages) <= {1, 2, 3, 4}):
+            raise ValueError(f"stages must be None or a non-empty tuple of 1..4, got {self.stages!r}")
+        if self.inverted_residual not in INVERTED_RESIDUAL:
+            raise ValueError(f"inverted_residual must be one of {INVERTED_RESIDUAL}, got {self.inverted_residual!r}")
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
         if not self.variants:
             module = self.module
-            object.__setattr__(self, "variants", {self.module.__name__: lambda c, s: module(c)})
+            takes_channels = "channels" in inspect.signature(module.__init__).parameters
+            object.__setattr__(self, "variants", {self.module.__name__: (lambda c, s: module(c)) if takes_channels
+                                                  else (lambda c, s: module())})
 
 
 MECHANISMS: tuple[Mechanism, ...] = (
@@ -98,6 +123,7 @@ MECHANISMS: tuple[Mechanism, ...] = (
                                                                   spatial_size=s)}),
     Mechanism("sk", SelectiveKernel, "06_selective_kernel", "Li et al., CVPR 2019", placement="conv",
               ablation="equal branches"),
+    # Part II, "Beyond the article": one line per chapter, in chapter order.
 )
 
 _BY_NAME = {m.name: m for m in MECHANISMS}

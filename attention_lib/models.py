@@ -11,7 +11,11 @@ attention module from this library:
 * ``"bam"``: after stages 1, 2 and 3 only (for MobileNetV2, at the ends of the 56×56,
   28×28 and 14×14 stages, before each down-sampling block);
 * ``"sk"``: replaces the 3×3 convolution of every block (its batch norm moves into the
-  SK branches), e.g. SKNet-50 from ResNeXt-50; ResNets and ResNeXt only.
+  SK branches), e.g. SKNet-50 from ResNeXt-50; ResNets and ResNeXt only;
+* the mechanisms of Part II as their papers place them: each one's ``placement``,
+  ``stages``, ``inverted_residual`` and ``defaults`` in :mod:`attention_lib.mechanisms`
+  say where (every block of some stages only, a block of its own before the last block
+  of a stage, after MobileNetV2's depthwise convolution, instead of the 3×3 convolution).
 
 Where each mechanism goes is its ``placement`` in :mod:`attention_lib.mechanisms`. The
 keyword arguments for the attention modules are checked against what that mechanism
@@ -40,7 +44,8 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "mo
 ATTENTIONS = (None, *placeable())
 
 # Arguments that create_model sets itself for each placement (from the layer it attaches to).
-_SET_BY_PLACEMENT = {"block": {"channels"}, "stage": {"channels"}, "conv": {"in_channels", "out_channels", "stride"}}
+_SET_BY_PLACEMENT = {"block": {"channels"}, "stage": {"channels"}, "before last block": {"channels"},
+                     "conv": {"in_channels", "out_channels", "stride"}}
 
 
 def attention_arguments(attention: str) -> tuple[str, ...]:
@@ -87,15 +92,39 @@ def _spatial_sizes(model: nn.Module, norms: list[nn.Module], image_size: int) ->
     return sizes
 
 
+def _build(factory: type[nn.Module], channels: int, options: dict) -> nn.Module:
+    """``factory(channels, **options)``, or ``factory(**options)`` for a module that adapts to
+    any channel count (it has no ``channels`` argument, e.g. SimAM)."""
+    if "channels" in inspect.signature(factory.__init__).parameters:
+        return factory(channels, **options)
+    return factory(**options)
+
+
+def _in_stages(model: nn.Module, stages: tuple[int, ...] | None) -> set[int] | None:
+    """ids of the residual blocks of the ResNet ``stages`` (None: no restriction)."""
+    if stages is None or not isinstance(model, torchvision.models.ResNet):
+        return None
+    return {id(block) for i in stages for block in getattr(model, f"layer{i}")}
+
+
 def _add_block_attention(model: nn.Module, attention: str, image_size: int, kwargs: dict) -> None:
-    factory = mechanism(attention).module
-    places = [_last_norm(block) for block in _residual_blocks(model)]
+    entry = mechanism(attention)
+    if isinstance(model, torchvision.models.MobileNetV2) and entry.inverted_residual == "after depthwise":
+        for block in model.features:
+            if isinstance(block, InvertedResidual):
+                index = len(block.conv) - 3  # conv = [expand (if any), depthwise, project conv, BN]
+                depthwise = block.conv[index]
+                module = _build(entry.module, depthwise[0].out_channels, dict(kwargs))
+                block.conv[index] = nn.Sequential(OrderedDict(depthwise=depthwise, attention=module))
+        return
+    chosen = _in_stages(model, entry.stages)
+    places = [_last_norm(block) for block in _residual_blocks(model) if chosen is None or id(block) in chosen]
     sizes = _spatial_sizes(model, [norm for _, _, norm in places], image_size) if attention == "ge" else {}
     for parent, name, norm in places:
         options = dict(kwargs)
         if attention == "ge":
             options.setdefault("spatial_size", sizes[id(norm)])
-        module = factory(norm.num_features, **options)
+        module = _build(entry.module, norm.num_features, options)
         setattr(parent, name, nn.Sequential(OrderedDict(norm=norm, attention=module)))
 
 
@@ -105,7 +134,7 @@ def _add_stage_attention(model: nn.Module, attention: str, kwargs: dict) -> None
         for name in ("layer1", "layer2", "layer3"):
             stage = getattr(model, name)
             channels = _last_norm(stage[-1])[2].num_features
-            setattr(model, name, nn.Sequential(OrderedDict(blocks=stage, bam=factory(channels, **kwargs))))
+            setattr(model, name, nn.Sequential(OrderedDict(blocks=stage, bam=_build(factory, channels, kwargs))))
         return
     # MobileNetV2: a BAM before every stride-2 block but the first (112 -> 56) one.
     features = list(model.features)
@@ -113,9 +142,24 @@ def _add_stage_attention(model: nn.Module, attention: str, kwargs: dict) -> None
     layers: list[nn.Module] = []
     for i, module in enumerate(features):
         if i in downsampling:
-            layers.append(factory(features[i - 1].out_channels, **kwargs))
+            layers.append(_build(factory, features[i - 1].out_channels, kwargs))
         layers.append(module)
     model.features = nn.Sequential(*layers)
+
+
+def _add_before_last_block(model: nn.Module, attention: str, kwargs: dict) -> None:
+    """Insert the module, as a block of its own, before the last residual block of each chosen stage.
+
+    The stage keeps its block names ("0", "1", ...); the inserted module is called
+    ``attention`` (e.g. ``layer3.non_local``), so ``stage[-1]`` is still the last block.
+    """
+    entry = mechanism(attention)
+    for i in entry.stages or (1, 2, 3, 4):
+        stage = getattr(model, f"layer{i}")
+        named = list(stage.named_children())
+        channels = _last_norm(named[-2][1] if len(named) > 1 else named[-1][1])[2].num_features
+        module = _build(entry.module, channels, dict(kwargs))
+        setattr(model, f"layer{i}", nn.Sequential(OrderedDict([*named[:-1], (attention, module), named[-1]])))
 
 
 def _add_conv_attention(model: nn.Module, attention: str, kwargs: dict) -> None:
@@ -125,7 +169,7 @@ def _add_conv_attention(model: nn.Module, attention: str, kwargs: dict) -> None:
         conv: nn.Conv2d = getattr(block, name)
         options = {"groups": conv.groups, **kwargs}
         setattr(block, name, factory(conv.in_channels, conv.out_channels, stride=conv.stride[0], **options))
-        setattr(block, norm_name, nn.Identity())  # each SK branch has its own BN and ReLU
+        setattr(block, norm_name, nn.Identity())  # the replacement normalises and activates its own output
 
 
 def create_model(arch: str, attention: str | None = None, num_classes: int = 1000, image_size: int = 224,
@@ -167,12 +211,19 @@ def create_model(arch: str, attention: str | None = None, num_classes: int = 100
         if mechanism(attention).placement == "conv" and arch == "mobilenet_v2":
             raise ValueError(f"attention={attention!r} replaces the 3x3 convolutions of ResNet/ResNeXt blocks; "
                              "it is not defined for mobilenet_v2")
+        if mechanism(attention).placement == "before last block" and arch == "mobilenet_v2":
+            raise ValueError(f"attention={attention!r} is inserted before the last block of ResNet stages; "
+                             "it is not defined for mobilenet_v2")
     model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
     placement = mechanism(attention).placement if attention is not None else None
+    if attention is not None:
+        attention_kwargs = {**mechanism(attention).defaults, **attention_kwargs}
     if placement == "block":
         _add_block_attention(model, attention, image_size, attention_kwargs)
     elif placement == "stage":
         _add_stage_attention(model, attention, attention_kwargs)
     elif placement == "conv":
         _add_conv_attention(model, attention, attention_kwargs)
+    elif placement == "before last block":
+        _add_before_last_block(model, attention, attention_kwargs)
     return model

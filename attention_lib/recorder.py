@@ -49,7 +49,9 @@ class AttentionMap:
         module: the module's class name (``"SE"``, ``"CBAM"``, ...).
         tensor: the weights with size-1 spatial dimensions dropped.
         dims: one name per dimension of ``tensor``: ``"batch"``, ``"channel"``,
-            ``"branch"``, ``"height"``, ``"width"``.
+            ``"branch"``, ``"height"``, ``"width"``, and ``"query"`` for a map that gives
+            every query position its own weights over the ``(height, width)`` positions
+            (Non-local).
     """
 
     name: str
@@ -65,8 +67,10 @@ class AttentionMap:
     @property
     def kind(self) -> str:
         """``"channel"`` (one weight per channel), ``"spatial"`` (one per pixel),
-        ``"channel-spatial"`` (one per channel and pixel) or ``"branch"`` (one per branch
-        and channel)."""
+        ``"channel-spatial"`` (one per channel and pixel), ``"branch"`` (one per branch
+        and channel) or ``"position"`` (one spatial map per query position)."""
+        if "query" in self.dims:
+            return "position"
         if "branch" in self.dims:
             return "branch"
         if "channel" in self.dims:
@@ -82,23 +86,33 @@ class AttentionMap:
     def channel_weights(self) -> torch.Tensor:
         """Per-channel weights: ``(batch, channel)``, averaged over pixels for
         channel-spatial maps; ``(batch, branch, channel)`` for branch weights."""
-        if self.kind == "spatial":
-            raise ValueError(f"{self.name} ({self.module}) is a spatial map: it has no per-channel weights")
+        if self.kind in ("spatial", "position"):
+            raise ValueError(f"{self.name} ({self.module}) is a {self.kind} map: it has no per-channel weights")
         return self.tensor.mean(dim=(-2, -1)) if self.kind == "channel-spatial" else self.tensor
 
     def spatial_map(self) -> torch.Tensor:
         """Per-pixel weights ``(batch, height, width)``, averaged over channels for
-        channel-spatial maps."""
+        channel-spatial maps and over query positions for position maps."""
         if self.kind == "spatial":
             return self.tensor
+        if self.kind == "position":
+            return self.tensor.mean(dim=self.dims.index("query"))
         if self.kind == "channel-spatial":
             return self.tensor.mean(dim=1)
         raise ValueError(f"{self.name} ({self.module}) has one weight per channel: it has no spatial map")
 
 
 def _named_maps(name: str, module: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> list[AttentionMap]:
-    """The :class:`AttentionMap` s of one module, for its input ``x`` and ``weights = module.attention(x)``."""
+    """The :class:`AttentionMap` s of one module, for its input ``x`` and ``weights = module.attention(x)``.
+
+    A module can name its own maps: a method ``named_maps(x, weights)`` returning
+    ``(suffix, tensor, dims)`` triples (suffix ``""`` for a map named after the module
+    itself). The mechanisms of Part II do; those of Part I are read here.
+    """
     kind = type(module).__name__
+    if callable(getattr(module, "named_maps", None)):
+        return [AttentionMap(f"{name}.{suffix}" if suffix else name, kind, tensor, tuple(dims))
+                for suffix, tensor, dims in module.named_maps(x, weights)]
     if kind == "CBAM":  # weights is the spatial map; the channel step is computed here
         channel = module.channel.attention(x)
         return [AttentionMap(f"{name}.channel", kind, channel.flatten(1), ("batch", "channel")),

@@ -14,6 +14,7 @@ from attention_lib.gather_excite import GatherExcite
 from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.squeeze_excitation import SE
 from attention_lib.costs import count_flops, count_parameters, model_flops, time_forward
+from attention_lib.mechanisms import mechanism
 from attention_lib.models import ARCHS, ATTENTIONS, attention_arguments, create_model
 from attention_lib.recorder import AttentionMap, AttentionRecorder, attention_modules, is_attention_module
 
@@ -32,7 +33,7 @@ def test_every_attention_builds_and_runs(arch, attention):
     if attention is None:
         assert modules == []
     else:
-        assert modules and all(isinstance(m, TYPES[attention]) for _, m in modules)
+        assert modules and all(isinstance(m, mechanism(attention).module) for _, m in modules)
 
 
 @pytest.mark.parametrize("arch,attention,count", [
@@ -238,3 +239,119 @@ def test_attention_kwargs_reach_the_modules():
 
 def test_archs_are_the_documented_ones():
     assert ARCHS == ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d", "mobilenet_v2")
+
+
+# --- The placements Part II uses, exercised with small stand-in mechanisms --------------
+
+class _Gate(nn.Module):
+    """A stand-in mechanism that records the width it was built for."""
+
+    def __init__(self, channels: int, scale: float = 1.0) -> None:
+        super().__init__()
+        self.channels, self.scale = channels, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == self.channels, (x.shape, self.channels)
+        return x * self.scale
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x[:, :, :1, :1], self.scale)
+
+
+class _AnyWidth(nn.Module):
+    """A stand-in with no channels argument (like SimAM)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(x)
+
+
+def _register(monkeypatch, entry):
+    import attention_lib.mechanisms as mechanisms
+    import attention_lib.models as models
+    monkeypatch.setattr(mechanisms, "_BY_NAME", {**mechanisms._BY_NAME, entry.name: entry})
+    monkeypatch.setattr(models, "ATTENTIONS", (*models.ATTENTIONS, entry.name))
+
+
+def _count(model, kind):
+    return sum(isinstance(m, kind) for m in model.modules())
+
+
+def test_block_placement_can_be_limited_to_some_stages(monkeypatch):
+    from attention_lib.mechanisms import Mechanism
+    _register(monkeypatch, Mechanism("gate34", _Gate, "test", "test", stages=(3, 4), defaults={"scale": 0.5}))
+    model = create_model("resnet50", "gate34", num_classes=10)
+    assert _count(model, _Gate) == 6 + 3
+    assert all(isinstance(b.bn3.attention, _Gate) for b in [*model.layer3, *model.layer4])
+    assert not any(isinstance(m, _Gate) for m in [*model.layer1.modules(), *model.layer2.modules()])
+    assert model.layer3[0].bn3.attention.scale == 0.5  # the mechanism's default
+    assert create_model("resnet50", "gate34", scale=2.0).layer4[0].bn3.attention.scale == 2.0  # the caller wins
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_before_last_block_inserts_a_block_of_its_own(monkeypatch):
+    from attention_lib.mechanisms import Mechanism
+    _register(monkeypatch, Mechanism("inserted", _Gate, "test", "test", placement="before last block", stages=(3,)))
+    model = create_model("resnet50", "inserted", num_classes=10)
+    names = [name for name, _ in model.layer3.named_children()]
+    assert names == ["0", "1", "2", "3", "4", "inserted", "5"]
+    assert model.layer3.inserted.channels == 1024 and _count(model, _Gate) == 1
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+    with pytest.raises(ValueError, match="not defined for mobilenet_v2"):
+        create_model("mobilenet_v2", "inserted")
+
+
+def test_after_depthwise_goes_into_every_inverted_residual_block(monkeypatch):
+    from attention_lib.mechanisms import Mechanism
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    _register(monkeypatch, Mechanism("dw", _Gate, "test", "test", inverted_residual="after depthwise"))
+    model = create_model("mobilenet_v2", "dw", num_classes=10)
+    blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
+    assert _count(model, _Gate) == len(blocks) == 17  # with or without a shortcut
+    for block in blocks:
+        depthwise = block.conv[len(block.conv) - 3]
+        assert depthwise.attention.channels == depthwise.depthwise[0].out_channels == depthwise.depthwise[0].groups
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_a_mechanism_without_a_channels_argument_is_built_without_one(monkeypatch):
+    from attention_lib.mechanisms import Mechanism
+    entry = Mechanism("anywidth", _AnyWidth, "test", "test")
+    _register(monkeypatch, entry)
+    assert _count(create_model("resnet18", "anywidth"), _AnyWidth) == 8
+    assert attention_arguments("anywidth") == ()
+    assert isinstance(entry.variants["_AnyWidth"](8, (4, 4)), _AnyWidth)
+
+
+def test_a_mechanism_entry_refuses_bad_placement_fields():
+    from attention_lib.mechanisms import Mechanism
+    with pytest.raises(ValueError, match="stages"):
+        Mechanism("x", _Gate, "test", "test", stages=(0, 5))
+    with pytest.raises(ValueError, match="inverted_residual"):
+        Mechanism("x", _Gate, "test", "test", inverted_residual="somewhere")
+    with pytest.raises(ValueError, match="placement"):
+        Mechanism("x", _Gate, "test", "test", placement="everywhere")
+
+
+def test_modules_can_name_their_own_maps():
+    from attention_lib.recorder import _named_maps
+
+    class Positions(nn.Module):
+        def attention(self, x):
+            n, _, h, w = x.shape
+            return torch.softmax(torch.randn(n, h * w, h * w), dim=-1)
+
+        def named_maps(self, x, weights):
+            n, _, h, w = x.shape
+            return [("", weights.view(n, h * w, h, w), ("batch", "query", "height", "width"))]
+
+    x = torch.randn(2, 3, 4, 5)
+    module = Positions()
+    (item,) = _named_maps("layer3.nl", module, x, module.attention(x))
+    assert item.name == "layer3.nl" and item.kind == "position"
+    assert item.spatial_map().shape == (2, 4, 5)
+    torch.testing.assert_close(item.spatial_map().sum(dim=(1, 2)), torch.ones(2))  # each query's map sums to 1
+    with pytest.raises(ValueError, match="position map"):
+        item.channel_weights()
