@@ -95,7 +95,8 @@ class Mechanism:
             raise ValueError(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
         if not self.variants:
             module = self.module
-            takes_channels = "channels" in inspect.signature(module.__init__).parameters
+            parameters = list(inspect.signature(module.__init__).parameters.values())[1:]
+            takes_channels = bool(parameters) and parameters[0].name in ("channels", "in_channels")
             object.__setattr__(self, "variants", {self.module.__name__: (lambda c, s: module(c)) if takes_channels
                                                   else (lambda c, s: module())})
 
