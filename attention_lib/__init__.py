@@ -45,6 +45,14 @@ from attention_lib.primitives import bottleneck_width
 from attention_lib.selective_kernel import SelectiveKernel, SKBranch, same_padding
 from attention_lib.squeeze_excitation import SE
 
+# Part II, "Beyond the article".
+from attention_lib.non_local import NonLocal
+from attention_lib.global_context import GlobalContext
+from attention_lib.coordinate_attention import CoordinateAttention
+from attention_lib.split_attention import SplitAttention
+from attention_lib.simam import SimAM
+from attention_lib.triplet_attention import TripletAttention, TripletGate
+
 # Names whose modules import torchvision or the weights registry: imported on first use.
 _LAZY = {
     "create_model": "attention_lib.models",
@@ -60,6 +68,7 @@ __all__ = [
     "BAMChannelBranch", "BAMSpatialBranch", "BAM",
     "GatherExcite",
     "SKBranch", "SelectiveKernel", "same_padding",
+    "NonLocal", "GlobalContext", "CoordinateAttention", "SplitAttention", "SimAM", "TripletAttention", "TripletGate",
     *_LAZY,
 ]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ paper) or a product (5.2p, the released code) inside one sigmoid, applied residu
 import torch
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, squeeze
+from attention_lib.primitives import bottleneck_width, pointwise, squeeze
 from attention_lib.validation import check_batch_statistics, check_feature_map, check_int
 
 __all__ = ["COMBINE_MODES", "BAMChannelBranch", "BAMSpatialBranch", "BAM"]
@@ -47,7 +47,7 @@ class BAMChannelBranch(nn.Module):
         check_feature_map(x, self.channels, "BAMChannelBranch")
         check_batch_statistics(self.training, x, x.shape[0], "BAMChannelBranch")
         z = squeeze(x)  # channel descriptor z
-        return self.expand(self.relu(self.bn(self.reduce(z))))  # eq. (5.1)
+        return pointwise(self.expand, self.relu(self.bn(pointwise(self.reduce, z))))  # eq. (5.1)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, width={self.width}"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from attention_lib.primitives import amax_pool, bottleneck_width, rescale, squeeze
+from attention_lib.primitives import amax_pool, bottleneck_width, pointwise, rescale, squeeze
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["POOLS", "ChannelAttention", "SpatialAttention", "CBAM"]
@@ -82,10 +82,10 @@ class ChannelAttention(nn.Module):
             for pool in self.pools
         ]
         if len(descriptors) == 1:
-            return self.gate(self.expand(self.relu(self.reduce(descriptors[0]))))
+            return self.gate(pointwise(self.expand, self.relu(pointwise(self.reduce, descriptors[0]))))
         # The MLP is shared, so both descriptors go through it as one batch of 2n
         # (eq. 4.3 and 4.4 in one call); the results are then summed (eq. 4.5).
-        logits = self.expand(self.relu(self.reduce(torch.cat(descriptors))))
+        logits = pointwise(self.expand, self.relu(pointwise(self.reduce, torch.cat(descriptors))))
         return self.gate(logits.unflatten(0, (len(descriptors), x.shape[0])).sum(dim=0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ import numbers
 import torch
 from torch import nn
 
-from attention_lib.primitives import rescale, squeeze
+from attention_lib.primitives import conv_across_channels, pointwise, rescale, squeeze
 from attention_lib.validation import check_bool, check_feature_map, check_int
 
 __all__ = ["eca_kernel_size", "SEVar1", "SEVar2", "SEVar3", "ECA"]
@@ -83,7 +83,7 @@ class SEVar2(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(w * z)`` of eq. (3.2), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar2")
-        return self.gate(self.excite(squeeze(x)))  # eq. (2.1), then eq. (3.2)
+        return self.gate(pointwise(self.excite, squeeze(x)))  # eq. (2.1), then eq. (3.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3)
@@ -116,7 +116,7 @@ class SEVar3(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(W z)`` of eq. (3.3), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar3")
-        return self.gate(self.excite(squeeze(x)))  # eq. (2.1), then eq. (3.3)
+        return self.gate(pointwise(self.excite, squeeze(x)))  # eq. (2.1), then eq. (3.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3)
@@ -203,7 +203,7 @@ class ECA(nn.Module):
         check_feature_map(x, self.channels, "ECA")
         n = x.shape[0]
         z = squeeze(x).view(n, 1, self.channels)  # eq. (2.1) as a 1-channel signal
-        return self.gate(self.conv(z)).view(n, self.channels, 1, 1)  # eq. (3.4)
+        return self.gate(conv_across_channels(self.conv, z)).view(n, self.channels, 1, 1)  # eq. (3.4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3)

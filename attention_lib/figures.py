@@ -89,9 +89,9 @@ def plot_attention(maps, image: torch.Tensor | None = None, index: int = 0, ncol
     One panel per :class:`~attention_lib.recorder.AttentionMap`, for image ``index`` of the
     batch, drawn the way its kind reads best:
 
-    * spatial and channel-spatial maps (CBAM's spatial step, BAM, local Gather-Excite):
-      upsampled to the photo and laid over it (channel-spatial maps are averaged over
-      channels first);
+    * spatial, channel-spatial and position maps (CBAM's spatial step, BAM, local
+      Gather-Excite, Non-local): upsampled to the photo and laid over it (channel-spatial
+      maps are averaged over channels first, position maps over their query positions);
     * channel weights (SE, ECA, CBAM's channel step, global Gather-Excite): one bar per
       channel, in channel order, on a 0-1 scale;
     * branch weights (Selective Kernel): one line per branch across the channels, sorted
@@ -126,7 +126,7 @@ def plot_attention(maps, image: torch.Tensor | None = None, index: int = 0, ncol
         ax.axis("off")
     for ax, item in zip(axes.flat, items):
         label = item.name.replace(".attention", "")
-        if item.kind in ("spatial", "channel-spatial"):
+        if item.kind in ("spatial", "channel-spatial", "position"):
             heat = item.spatial_map()[index].detach().float().cpu()
             ax.axis("off")
             if image is not None:
@@ -137,7 +137,8 @@ def plot_attention(maps, image: torch.Tensor | None = None, index: int = 0, ncol
             else:
                 shown = ax.imshow(heat.numpy(), cmap=cmap)
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
-            what = "mean over channels" if item.kind == "channel-spatial" else "one weight per pixel"
+            what = {"channel-spatial": "mean over channels", "position": "mean over query positions"}.get(
+                item.kind, "one weight per pixel")
             ax.set_title(f"{label}\n{item.module}: {what}", fontsize=8)
         elif item.kind == "channel":
             weights = item.channel_weights()[index].detach().float().cpu()

@@ -7,7 +7,6 @@ A gather step that summarises each neighbourhood set by the extent, equations (6
 (6.5), and an excite step that turns the summary into a gate of the input's size,
 equations (6.2)-(6.4).
 """
-import functools
 import math
 from collections import OrderedDict
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, rescale, squeeze
+from attention_lib.primitives import bottleneck_width, pointwise, rescale, rescale_nearest, squeeze
 from attention_lib.validation import check_bool, check_feature_map, check_int
 
 __all__ = ["GatherExcite"]
@@ -32,22 +31,6 @@ def _check_extent(extent: object) -> int | str:
         hint = " (for a global extent write extent='global', not 0)" if extent == 0 else ""
         raise ValueError(f"extent must be 'global' or a power of two >= 2, got {extent}{hint}")
     return int(extent)
-
-
-@functools.lru_cache(maxsize=None)
-def _nearest_block(small: int, large: int) -> int | None:
-    """``b`` if nearest interpolation from ``small`` to ``large`` positions repeats every
-    value ``b`` times in a row (``large == b * small``), else ``None``.
-
-    PyTorch computes the source of output ``i`` as ``floor(i * (small / large))`` in single
-    precision, which for some sizes (2 -> 82, for one) is not ``i // b``; so the mapping is
-    asked of ``F.interpolate`` itself, once per pair of sizes.
-    """
-    if large % small:
-        return None
-    source = F.interpolate(torch.arange(small, dtype=torch.float32).view(1, 1, small), size=large, mode="nearest")
-    block = large // small
-    return block if torch.equal(source.view(-1), (torch.arange(large) // block).float()) else None
 
 
 def _check_spatial_size(spatial_size: object) -> tuple[int, int] | None:
@@ -180,7 +163,7 @@ class GatherExcite(nn.Module):
             z = F.avg_pool2d(x, 2 * self.extent - 1, stride=self.extent, padding=self.extent - 1,
                              count_include_pad=False)
         if self.excite is not None:
-            z = self.excite(z)  # eq. (6.4), before the interpolation
+            z = pointwise(self.excite.expand, self.excite.act(pointwise(self.excite.reduce, z)))  # eq. (6.4)
         return torch.sigmoid(z)  # sigma on the small map: it commutes with nearest interpolation
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
@@ -195,22 +178,9 @@ class GatherExcite(nn.Module):
         return a
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = self._small_gate(x)
-        (h, w), (gh, gw) = x.shape[-2:], a.shape[-2:]
-        if (gh, gw) == (1, 1):
-            return rescale(x, a)  # eq. (6.3); the interpolation is a broadcast
-        if torch.compiler.is_compiling():  # _nearest_block branches on tensor values
-            bh = bw = None
-        else:
-            bh, bw = _nearest_block(gh, h), _nearest_block(gw, w)
-        if bh is None or bw is None:
-            return rescale(x, F.interpolate(a, size=(h, w), mode="nearest"))  # eq. (6.2), (6.3)
-        # The interpolation repeats each gate value over a bh x bw block of pixels. Repeat
-        # it along the width only (a map bh times smaller than x) and let eq. (6.3)
-        # broadcast it over the bh rows of each block: the full-size gate is never written.
-        a_rows = a.repeat_interleave(bw, dim=3)  # (n, c, gh, w)
-        blocks = x.unflatten(2, (gh, bh))  # (n, c, gh, bh, w), a view
-        return rescale(blocks, a_rows.unsqueeze(3)).flatten(2, 3)
+        # eq. (6.2) and (6.3): X times the gate interpolated to h x w, without writing the
+        # full-size gate where the interpolation repeats each value over equal blocks
+        return rescale_nearest(x, self._small_gate(x))
 
     def extra_repr(self) -> str:
         text = f"channels={self.channels}, extent={self.extent!r}, variant={self.variant!r}"

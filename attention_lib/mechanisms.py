@@ -24,10 +24,16 @@ from torch import nn
 
 from attention_lib.bam import BAM
 from attention_lib.cbam import CBAM, ChannelAttention, SpatialAttention
+from attention_lib.coordinate_attention import CoordinateAttention
 from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3
 from attention_lib.gather_excite import GatherExcite
+from attention_lib.global_context import GlobalContext
+from attention_lib.non_local import NonLocal
 from attention_lib.selective_kernel import SelectiveKernel
+from attention_lib.simam import SimAM
+from attention_lib.split_attention import SplitAttention
 from attention_lib.squeeze_excitation import SE
+from attention_lib.triplet_attention import TripletAttention
 
 __all__ = ["Builder", "Mechanism", "MECHANISMS", "PLACEMENTS", "INVERTED_RESIDUAL", "ABLATIONS", "mechanism", "placeable",
            "mechanism_of", "ablation_of"]
@@ -125,6 +131,34 @@ MECHANISMS: tuple[Mechanism, ...] = (
     Mechanism("sk", SelectiveKernel, "06_selective_kernel", "Li et al., CVPR 2019", placement="conv",
               ablation="equal branches"),
     # Part II, "Beyond the article": one line per chapter, in chapter order.
+    Mechanism("nl", NonLocal, "09_non_local", "Wang et al., CVPR 2018", placement="before last block", stages=(3,),
+              variants={"NL embedded Gaussian": lambda c, s: NonLocal(c),
+                        "NL embedded Gaussian, gamma=1": lambda c, s: NonLocal(c, zero_init=False),
+                        "NL dot product, gamma=1": lambda c, s: NonLocal(c, variant="dot_product", zero_init=False),
+                        "NL Gaussian, gamma=1": lambda c, s: NonLocal(c, variant="gaussian", zero_init=False),
+                        "NL subsample 2, gamma=1": lambda c, s: NonLocal(c, subsample=2, zero_init=False)}),
+    Mechanism("gc", GlobalContext, "10_global_context", "Cao et al., ICCVW 2019", stages=(2, 3, 4),
+              defaults={"reduction": 16},
+              variants={"GC add": lambda c, s: GlobalContext(c, zero_init=False),
+                        "GC scale": lambda c, s: GlobalContext(c, fusion="scale", zero_init=False),
+                        "GC average pooling": lambda c, s: GlobalContext(c, pooling="average", zero_init=False),
+                        "GC without LayerNorm": lambda c, s: GlobalContext(c, layer_norm=False, zero_init=False)}),
+    Mechanism("ca", CoordinateAttention, "11_coordinate_attention", "Hou et al., CVPR 2021",
+              inverted_residual="after depthwise",
+              variants={"CoordinateAttention": lambda c, s: CoordinateAttention(c),
+                        "CA without gate biases (timm)": lambda c, s: CoordinateAttention(c, bias=False),
+                        "CA r=4": lambda c, s: CoordinateAttention(c, reduction=4)}),
+    Mechanism("splat", SplitAttention, "12_split_attention", "Zhang et al., CVPRW 2022", placement="conv",
+              ablation="equal branches",
+              variants={"SplitAttention": lambda c, s: SplitAttention(c),
+                        "SplitAttention radix 1": lambda c, s: SplitAttention(c, radix=1),
+                        "SplitAttention K=2, R=4": lambda c, s: SplitAttention(c, groups=2, radix=4, min_width=8)}),
+    Mechanism("simam", SimAM, "13_simam", "Yang et al., ICML 2021", inverted_residual="after depthwise",
+              variants={"SimAM": lambda c, s: SimAM(), "SimAM λ=0.1": lambda c, s: SimAM(e_lambda=0.1)}),
+    Mechanism("triplet", TripletAttention, "14_triplet_attention", "Misra et al., WACV 2021",
+              variants={"TripletAttention": lambda c, s: TripletAttention(),
+                        "TripletAttention no_spatial": lambda c, s: TripletAttention(no_spatial=True),
+                        "TripletAttention k=3": lambda c, s: TripletAttention(kernel_size=3)}),
 )
 
 _BY_NAME = {m.name: m for m in MECHANISMS}

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, rescale, squeeze
+from attention_lib.primitives import bottleneck_width, pointwise, rescale, squeeze
 from attention_lib.validation import check_batch_statistics, check_feature_map, check_int
 
 __all__ = ["same_padding", "SKBranch", "SelectiveKernel"]
@@ -148,8 +148,8 @@ class SelectiveKernel(nn.Module):
         s = squeeze(branches[0])
         for u in branches[1:]:
             s = s + squeeze(u)
-        z = self.relu(self.bn(self.reduce(s)))  # eq. (7.4)
-        scores = self.select(z).view(s.shape[0], self.num_branches, self.out_channels, 1, 1)  # (7.5)
+        z = self.relu(self.bn(pointwise(self.reduce, s)))  # eq. (7.4)
+        scores = pointwise(self.select, z).view(s.shape[0], self.num_branches, self.out_channels, 1, 1)  # (7.5)
         return scores.softmax(dim=1)  # eq. (7.6): across the branches, per channel
 
     def _check_input(self, x: torch.Tensor) -> None:

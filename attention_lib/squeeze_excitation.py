@@ -9,7 +9,7 @@ MLP with a sigmoid (excitation), and a per-channel product (scale).
 import torch
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, rescale, squeeze
+from attention_lib.primitives import bottleneck_width, pointwise, rescale, squeeze
 from attention_lib.validation import check_feature_map
 
 __all__ = ["SE"]
@@ -35,8 +35,9 @@ class SE(nn.Module):
         super().__init__()
         self.channels = channels
         self.width = bottleneck_width(channels, reduction, min_width)
-        # On a 1x1 map a 1x1 convolution is a fully connected layer; convolutions keep
-        # the (n, c, 1, 1) shape that broadcasts against x in eq. (2.3).
+        # On a 1x1 map a 1x1 convolution is a fully connected layer; convolution weights
+        # keep the published checkpoints' shapes, and `pointwise` applies them as the
+        # matrix product they are, keeping the (n, c, 1, 1) shape of eq. (2.3).
         self.reduce = nn.Conv2d(channels, self.width, kernel_size=1)  # W1 of eq. (2.2)
         self.relu = nn.ReLU(inplace=True)  # delta
         self.expand = nn.Conv2d(self.width, channels, kernel_size=1)  # W2 of eq. (2.2)
@@ -46,7 +47,7 @@ class SE(nn.Module):
         """The channel weights ``a`` of eq. (2.2), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SE")
         z = squeeze(x)  # eq. (2.1)
-        return self.gate(self.expand(self.relu(self.reduce(z))))  # eq. (2.2): excitation
+        return self.gate(pointwise(self.expand, self.relu(pointwise(self.reduce, z))))  # eq. (2.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3): scale

@@ -165,6 +165,23 @@ def test_narrow_layers_get_the_minimum_width():
     assert module.channel.width == module.spatial.width == 8
 
 
+def test_batch_norm_on_the_hidden_layers_only_and_no_bias_in_front_of_it():
+    # The authors' released code (Jongchan/attention-module, MODELS/bam.py) puts a batch
+    # norm after every hidden layer of both branches and none on their outputs, and keeps a
+    # bias in every layer. Ours has the same layout, without the biases that a batch norm
+    # follows (its shift replaces them); the output layers keep theirs.
+    module = BAM(64)
+    channel = module.channel
+    assert channel.reduce.bias is None and isinstance(channel.bn, nn.BatchNorm2d)
+    assert channel.expand.bias is not None
+    body = list(module.spatial.body)
+    convs = [layer for layer in body if isinstance(layer, nn.Conv2d)]
+    assert len(convs) == 4 and sum(isinstance(layer, nn.BatchNorm2d) for layer in body) == 3
+    for conv in convs[:3]:
+        assert conv.bias is None and isinstance(body[body.index(conv) + 1], nn.BatchNorm2d)
+    assert body[-1] is convs[-1] and convs[-1].bias is not None  # no batch norm on M_s
+
+
 # --- the spatial branch's receptive field ---------------------------------------------------
 
 

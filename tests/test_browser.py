@@ -9,18 +9,15 @@ anchor, and a screenshot is saved under _build/screenshots/ (the top of the page
 1280x800, and the whole page). Every interactive figure (a slider over pre-rendered frames)
 is moved, and must show another frame: the figures respond without a kernel.
 
-Offline. The published pages load two things from CDNs, which neither this machine nor CI
-can reach. The browser's requests are intercepted, and:
+Offline. The pages load nothing from outside the book: MathJax 3 is served from the built
+book itself (book/_ext/book_assets.py copies the es5 build that the PyPI package
+django-static-mathjax ships into _static/mathjax/), the interactive figures are
+pre-rendered frames behind a slider (no ipywidgets: their Python callbacks cannot run in a
+static page), and any request leaving localhost is refused and fails the test.
 
-* MathJax 3 (Sphinx 7 asks jsDelivr for `mathjax@3/es5/tex-mml-chtml.js`, which resolves
-  to MathJax 3.2.2, the last 3.x release) is answered from the MathJax 3.2.2 es5 build that
-  the PyPI package django-static-mathjax ships (a [test] dependency; built from the same
-  release's source, not byte for byte npm's file). The pages are unchanged: they are
-  typeset by the MathJax release the published site gets.
-* The book has no ipywidgets (their Python callbacks cannot run in a static page); its
-  interactive figures are pre-rendered frames behind a slider, which need no request.
-* Any other request leaving localhost is refused and fails the test: the book must not
-  need anything else from the internet.
+What a reader sees is checked too: displayed equations wider than the column scroll
+instead of being cut, and show one number each; tables are HTML tables, not monospace text;
+no smoke-run output is visible; every chapter opens with prose.
 
 Chromium comes from Debian (`apt-get install chromium chromium-driver`, which .ci/run does
 as root); Playwright drives it (no Playwright-downloaded browser). Without Chromium these
@@ -32,7 +29,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import mimetypes
 import os
 import re
 import shutil
@@ -57,19 +53,11 @@ VIEWPORT = {"width": 1280, "height": 800}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-# MathJax 3 from jsDelivr, as Sphinx 7 writes it (`mathjax@3/es5/tex-mml-chtml.js`) and as
-# MathJax then asks for its fonts and extensions relative to it.
-MATHJAX_CDN = re.compile(r"^https://cdn\.jsdelivr\.net/npm/mathjax@3(?:\.[0-9.]+)?/es5/([^?#]+)")
+# Where the built book serves MathJax from (book/_ext/book_assets.py).
+MATHJAX_LOCAL = "_static/mathjax/"
 # Console errors that come from upstream packages and that no setting of ours can remove;
 # each with the reason. Anything else in the console fails the test.
-KNOWN_UPSTREAM_ERRORS = {
-    # Sphinx 7.4 writes an inline <script> that an extension added after the builder
-    # started twice (sphinx-doc/sphinx#13402, fixed in Sphinx 8.3; Jupyter Book 1 needs
-    # Sphinx < 8): sphinx-thebe's `const THEBE_JS_URL = ...` is declared twice. The second,
-    # identical copy is the one that fails, so nothing is lost.
-    "Identifier 'THEBE_JS_URL' has already been declared":
-        "Sphinx 7.4 duplicates sphinx-thebe's inline configuration (sphinx-doc/sphinx#13402)",
-}
+KNOWN_UPSTREAM_ERRORS: dict[str, str] = {}
 
 
 def find_chromium() -> str | None:
@@ -139,6 +127,7 @@ class Visit:
     ids: set[str] = field(default_factory=set)
     bibliography_ids: set[str] = field(default_factory=set)
     sliders: list = field(default_factory=list)
+    layout: dict = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -212,8 +201,59 @@ SLIDERS_JS = """async () => {
 }"""
 
 
+# What a reader sees: wide equations (do they scroll, or are they cut?), equation numbers,
+# tables printed as text, smoke-run output, and the first visible block of the article.
+LAYOUT_JS = r"""() => {
+  const out = {cut: [], numbers: [], text_tables: [], smoke: [], tables: 0, first: null};
+  for (const box of document.querySelectorAll('div.math')) {
+    const math = box.querySelector('mjx-container');
+    if (!math) continue;
+    const inner = math.querySelector('mjx-math') || math;
+    const wide = inner.scrollWidth > box.clientWidth + 1 || inner.getBoundingClientRect().width > box.clientWidth + 1;
+    let scrolls = false;
+    for (let e = inner.parentElement; e && e !== box.parentElement; e = e.parentElement) {
+      const style = getComputedStyle(e);
+      if (['auto', 'scroll'].includes(style.overflowX) && e.scrollWidth >= inner.getBoundingClientRect().width - 1) scrolls = true;
+    }
+    const left = inner.getBoundingClientRect().left < box.getBoundingClientRect().left - 1 && box.scrollLeft === 0;
+    if ((wide && !scrolls) || left) out.cut.push(box.textContent.slice(0, 80));
+    const labels = (box.querySelector('.eqno') ? 1 : 0) + (math.querySelector('mjx-labels, mjx-mlabeledtr') ? 1 : 0);
+    if (labels > 1) out.numbers.push(box.textContent.slice(0, 80));
+  }
+  const columns = line => line.trim().split(/\s{2,}/).length;
+  for (const pre of document.querySelectorAll('.cell_output pre, .output pre')) {
+    if (!pre.checkVisibility()) continue;
+    const lines = pre.textContent.split('\n').filter(line => line.trim());
+    if (lines.some(line => /^\s*\[/.test(line))) continue;  // a printed tensor or array, not a table
+    const rows = lines.filter(line => columns(line) >= 3);
+    if (rows.length >= 3 && rows.length >= lines.length / 2) out.text_tables.push(lines.slice(0, 3).join(' | ').slice(0, 160));
+  }
+  out.tables = document.querySelectorAll('article table, main table').length;
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    // what a smoke run prints (attention_lib.train): its banner and its per-epoch tag
+    if (/SMOKE RUN|\(smoke run - not a result\)/.test(node.textContent) && node.parentElement
+        && node.parentElement.checkVisibility())
+      out.smoke.push(node.textContent.trim().slice(0, 120));
+  }
+  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+  const heading = article && article.querySelector('h1');
+  if (heading) {
+    const all = [...article.querySelectorAll('h1 ~ *, section > *')];
+    const after = all.filter(e => (heading.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING)
+                                  && e.tagName !== 'SECTION' && !/^H[1-6]$/.test(e.tagName) && e.checkVisibility()
+                                  && e.getBoundingClientRect().height > 0);
+    if (after.length) out.first = {tag: after[0].tagName, cls: after[0].className, text: after[0].textContent.trim().slice(0, 80)};
+  }
+  return out;
+}"""
+
+
 # Console errors that a setting of ours removes: the hint says which.
 HINTS = {
+    "THEBE_JS_URL": "Sphinx 7.4 writes sphinx-thebe's inline configuration twice (sphinx-doc/sphinx#13402): "
+                    "book/_ext/book_assets.py writes identical inline scripts once; is it in _config.yml?",
     "Got invalid theme mode": "pydata-sphinx-theme finds no default colour mode on a first visit: add "
                               "`html_context: {default_mode: auto}` under `sphinx: config:` in _config.yml",
 }
@@ -253,8 +293,8 @@ def browser(site):
 def new_context(browser, base: str):
     """A fresh browser context, as for a first-time reader (empty storage), offline.
 
-    Returns (context, log): log["mathjax"] lists the MathJax files answered from the
-    local copy, log["refused"] every other request that tried to leave localhost.
+    Returns (context, log): log["mathjax"] lists the MathJax files the page loaded from the
+    book itself, log["refused"] every request that tried to leave localhost.
     """
     context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
     log = {"refused": [], "mathjax": []}
@@ -262,15 +302,9 @@ def new_context(browser, base: str):
     def route(route):
         url = route.request.url
         if url.startswith(base):
+            if MATHJAX_LOCAL in url:
+                log["mathjax"].append(url)
             return route.continue_()
-        match = MATHJAX_CDN.match(url)
-        if match and (MATHJAX_ES5 / unquote(match.group(1))).is_file():
-            path = MATHJAX_ES5 / unquote(match.group(1))
-            log["mathjax"].append(url)
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            # jsDelivr allows any origin; MathJax's web fonts need that header.
-            return route.fulfill(path=str(path), headers={"Content-Type": content_type,
-                                                          "Access-Control-Allow-Origin": "*"})
         log["refused"].append(url)
         return route.abort()
 
@@ -309,6 +343,7 @@ def visit(browser, base: str, page_name: str) -> Visit:
             page.evaluate(f"document.getElementById('{README_VIEW[1]}').scrollIntoView()")
             page.wait_for_timeout(300)  # the header settles after scrolling
             page.screenshot(path=str(SCREENSHOTS / "chapter-screenshot.png"))
+        record.layout = page.evaluate(LAYOUT_JS)
         record.sliders = page.evaluate(SLIDERS_JS)  # after the screenshots: it moves the sliders
         page.wait_for_timeout(100)  # let late console messages arrive
     except Exception as error:  # recorded, so that one broken page does not hide the others
@@ -330,6 +365,7 @@ def visits(site, browser) -> dict[str, Visit]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     report = {name: {"error": r.error, "seconds": round(r.seconds, 2), "console_errors": r.console_errors,
                      "refused": r.refused, "mathjax": r.math, "raw_tex": r.raw_tex, "images": r.images,
+                     "layout": r.layout,
                      "links": len(r.links)} for name, r in records.items()}
     (SCREENSHOTS / "report.json").write_text(json.dumps(report, indent=1))
     return records
@@ -379,7 +415,8 @@ def test_equations_are_typeset(visits, page_name):
     math = record.math
     if math["math"]:
         assert math["version"] and math["version"].startswith("3."), f"MathJax did not run: {math}"
-        assert any(url.endswith("/tex-mml-chtml.js") for url in record.mathjax_files)
+        assert any(url.split("?")[0].endswith(MATHJAX_LOCAL + "tex-mml-chtml.js") for url in record.mathjax_files), \
+            "MathJax must come from the book itself (_static/mathjax/)"
     assert math["unrendered"] == [], "math left untypeset"
     assert math["errors"] == [], "MathJax reports TeX errors"
     assert math["containers"] >= math["math"]
@@ -439,9 +476,11 @@ def test_internal_links_and_citations_resolve(site, visits, page_name):
 
 def test_interactive_figures_respond_in_the_static_page(visits):
     """Every slider of every page, moved in the browser with no kernel behind the page,
-    shows another frame and says which (ECA's kernel size, at least)."""
+    shows another frame and says which: SE's channel, ECA's kernel size, BAM's dilation and
+    SK's kernel, at least."""
     pages = {name: record.sliders for name, record in visits.items() if record.error is None and record.sliders}
-    assert "notebooks/02_efficient_channel_attention.html" in pages, "the ECA chapter's slider is missing"
+    for chapter in ("01_squeeze_excitation", "02_efficient_channel_attention", "04_bam", "06_selective_kernel"):
+        assert f"notebooks/{chapter}.html" in pages, f"the slider of chapter {chapter} is missing"
     for name, sliders in pages.items():
         for slider in sliders:
             before, after = slider["before"], slider["after"]
@@ -458,3 +497,30 @@ def test_screenshots_are_saved(visits):
         for suffix in (".png", ".full.png"):
             shot = SCREENSHOTS / name.replace(".html", suffix)
             assert shot.is_file() and shot.stat().st_size > 10_000, f"no screenshot {shot}"
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_wide_equations_scroll_and_carry_one_number(visits, page_name):
+    layout = opened(visits, page_name).layout
+    assert layout["cut"] == [], "displayed equations wider than the column, with no way to scroll to their ends"
+    assert layout["numbers"] == [], "equations with two numbers (a \\tag and Sphinx's own)"
+
+
+@pytest.mark.parametrize("page_name", PAGES)
+def test_no_smoke_run_output_is_shown(visits, page_name):
+    assert opened(visits, page_name).layout["smoke"] == [], "smoke-run output is visible to readers"
+
+
+CHAPTER_PAGES = [name for name in PAGES if name.startswith("notebooks/") and not name.startswith("notebooks/00")]
+
+
+@pytest.mark.parametrize("page_name", CHAPTER_PAGES)
+def test_tables_are_tables(visits, page_name):
+    layout = opened(visits, page_name).layout
+    assert layout["text_tables"] == [], "tables printed as monospace text; show them with attention_lib.toolkit.table"
+
+
+@pytest.mark.parametrize("page_name", [name for name in PAGES if name.startswith("notebooks/")])
+def test_every_chapter_opens_with_prose(visits, page_name):
+    first = opened(visits, page_name).layout["first"]
+    assert first is not None and first["tag"] == "P", f"the first visible block after the title is {first}"

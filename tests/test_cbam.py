@@ -260,6 +260,14 @@ def test_erratum6_narrow_layers_get_a_minimum_width():
     assert ChannelAttention(256, reduction=16).width == 16  # the paper's c / r where wide enough
 
 
+def test_spatial_batch_norm_keeps_pytorch_default_momentum():
+    # The authors' released code (Jongchan/attention-module) builds this batch norm with
+    # momentum 0.01; we keep PyTorch's 0.1 (timm's too), so that its running statistics
+    # settle within a short training run.
+    assert SpatialAttention().norm.momentum == 0.1
+    assert CBAM(64).spatial.norm.momentum == 0.1
+
+
 # --- bad input ------------------------------------------------------------------------
 
 
@@ -370,4 +378,6 @@ def test_cbam_gradients_equal_the_plain_formulation():
     ours = torch.autograd.grad(module(x), inputs, grad)
     reference = torch.autograd.grad(plain(x), inputs, grad)
     assert torch.allclose(module(x), plain(x), atol=1e-6)
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, reference))
+    # pointwise runs the MLP as a matrix product, not the convolution kernel: float32 rounding
+    # of a different summation order, far below the gradients' scale
+    assert all((a - b).abs().max() <= 1e-5 * (1 + b.abs().max()) for a, b in zip(ours, reference))

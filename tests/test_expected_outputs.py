@@ -20,6 +20,16 @@ EXPECTED = ROOT / "tests" / "expected_outputs.json"
 MARKER = "# NBVAL_CHECK_OUTPUT"
 
 
+def output_text(output: dict) -> str:
+    """What an output says as text: printed text, or the plain-text form of a displayed
+    result (a table of attention_lib.toolkit shows its rows there)."""
+    if output.get("output_type") == "stream":
+        return "".join(output.get("text", ""))
+    if output.get("output_type") in ("display_data", "execute_result"):
+        return "".join(output.get("data", {}).get("text/plain", "")) + "\n"
+    return ""
+
+
 def marked_outputs(notebook: Path) -> dict[str, str]:
     """{cell id: printed text} of the marked cells of an executed notebook."""
     cells = json.loads(notebook.read_text())["cells"]
@@ -27,8 +37,7 @@ def marked_outputs(notebook: Path) -> dict[str, str]:
     for cell in cells:
         source = "".join(cell["source"])
         if cell["cell_type"] == "code" and source.startswith(MARKER):
-            found[cell["id"]] = "".join("".join(o.get("text", "")) for o in cell.get("outputs", [])
-                                        if o.get("output_type") == "stream")
+            found[cell["id"]] = "".join(output_text(o) for o in cell.get("outputs", []))
     return found
 
 

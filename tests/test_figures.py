@@ -74,3 +74,19 @@ def test_plot_learning_curves_draws_loss_and_accuracy_per_epoch():
     plt.close(fig)
     with pytest.raises(ValueError, match="no finished epoch"):
         plot_learning_curves({**metrics, "epochs": []})
+
+
+def test_plot_attention_draws_position_maps_as_the_mean_over_queries():
+    """A Non-local block's map (one spatial map per query) is drawn like a spatial map."""
+    import torch
+
+    from attention_lib.figures import plot_attention
+    from attention_lib.recorder import AttentionMap
+
+    weights = torch.softmax(torch.randn(2, 12, 12), dim=-1).view(2, 12, 3, 4)
+    item = AttentionMap("layer3.nl", "NonLocal", weights, ("batch", "query", "height", "width"))
+    fig = plot_attention([item], image=torch.rand(3, 30, 40))
+    assert "mean over query positions" in fig.axes[0].get_title()
+    shown = fig.axes[0].images[-1].get_array()
+    plt.close(fig)
+    assert shown.shape == (30, 40)  # upsampled to the photo

@@ -386,7 +386,7 @@ def test_is_a_drop_in_module():
 
 
 def test_nearest_block_agrees_with_f_interpolate():
-    from attention_lib.gather_excite import _nearest_block
+    from attention_lib.primitives import _nearest_block
 
     for small, large, block in [(7, 56, 8), (4, 28, 7), (2, 14, 7), (1, 9, 9), (3, 15, 5)]:
         assert _nearest_block(small, large) == block
@@ -419,3 +419,21 @@ def test_forward_equals_x_times_the_interpolated_gate(size, extent, variant, cha
     inputs = [x, *module.parameters()]
     for ours, theirs in zip(torch.autograd.grad(y, inputs, grad), torch.autograd.grad(reference, inputs, grad)):
         assert torch.allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_erratum15_the_articles_stage_count_mis_scales_extents_that_are_not_powers_of_two():
+    """The article builds int(log2(extent)) stride-2 stages: for extent 6 that is 2 stages, a
+    gather over 4x4 cells, not 6x6, with no error. We accept only powers of two, by name."""
+    import math
+
+    def article_gathered_size(size: int, extent: int) -> int:
+        for _ in range(int(math.log2(extent))):  # the article's n_layers = int(log2(extent))
+            size = (size + 2 * 1 - 3) // 2 + 1  # a 3x3, stride-2, padding-1 convolution
+        return size
+
+    assert article_gathered_size(24, 8) == 24 // 8  # a power of two: right
+    assert article_gathered_size(24, 6) == 24 // 4 != 24 // 6  # 6 behaves as 4, silently
+    assert article_gathered_size(24, 12) == 24 // 8 != 24 // 12  # 12 behaves as 8
+    for extent in (6, 12):
+        with pytest.raises(ValueError, match="extent"):
+            GatherExcite(16, extent, param_gather=True)

@@ -197,7 +197,7 @@ def test_recorder_needs_attention():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"arch": "resnet9000"}, r"arch must be one of resnet18, resnet34.*mobilenet_v2; got 'resnet9000'"),
-    ({"arch": "resnet18", "attention": "transformer"}, r"attention must be one of None, 'se'.*'sk'; got 'transformer'"),
+    ({"arch": "resnet18", "attention": "transformer"}, r"attention must be one of None, 'se'.*'sk'.*; got 'transformer'"),
     ({"arch": "resnet18", "reduction": 8}, r"were given but attention is None"),
     ({"arch": "mobilenet_v2", "attention": "sk"}, r"not defined for mobilenet_v2"),
     ({"arch": "resnet18", "num_classes": 0}, r"num_classes must be a positive int"),

@@ -6,9 +6,14 @@ replaces, bit for bit where the arithmetic is the same.
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
-from attention_lib.primitives import _Squeeze, amax_pool, bottleneck_width, mean_pool, rescale, squeeze
+from attention_lib.primitives import (
+    _Squeeze, amax_pool, bottleneck_width, conv_across_channels, mean_pool, pointwise, rescale, rescale_nearest,
+    squeeze,
+)
 
 
 # --- mean_pool and rescale: same values and gradients as x.mean and x * a ------------------
@@ -151,3 +156,120 @@ def test_bottleneck_width_has_a_floor_and_a_ceiling():
     assert bottleneck_width(6, 2, min_width=8) == 6
     with pytest.raises(ValueError, match=r"reduction must be <= channels \(8\), got 16"):
         bottleneck_width(8, 16)
+
+
+# --- inference: without gradients the helpers are the plain kernels ---------------------------
+
+def test_without_gradients_the_helpers_record_nothing():
+    x = torch.randn(2, 8, 5, 5)
+    a = torch.rand(2, 8, 1, 1)
+    with torch.no_grad():
+        xg = x.clone().requires_grad_()
+        outs = [squeeze(xg), rescale(xg, a), amax_pool(xg)]
+    assert all(out.grad_fn is None for out in outs)
+    assert torch.equal(outs[0], x.mean((2, 3), keepdim=True)) and torch.equal(outs[1], x * a)
+    assert torch.equal(outs[2], x.amax((2, 3), keepdim=True))
+
+
+# --- pointwise: a 1x1 convolution applied as the matrix product it is ---------------------------
+
+@pytest.mark.parametrize("groups,bias", [(1, True), (1, False), (16, False), (16, True)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_equals_the_layer_on_pooled_descriptors(groups, bias, channels_last):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(16, 16 if groups > 1 else 4, 1, groups=groups, bias=bias)
+    x = torch.randn(3, 16, 6, 6)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    z = x.mean((2, 3), keepdim=True).requires_grad_()
+    ours, plain = pointwise(layer, z), layer(z)
+    assert ours.shape == plain.shape and torch.allclose(ours, plain, atol=1e-6)
+    grad = torch.randn_like(plain)
+    inputs = [z, *layer.parameters()]
+    for a, b in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(plain, inputs, grad)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_pointwise_on_maps_and_other_layers():
+    torch.manual_seed(0)
+    layer = nn.Conv2d(8, 4, 1)
+    x = torch.randn(2, 8, 5, 7)
+    assert torch.equal(pointwise(layer, x), layer(x))  # contiguous map: the layer itself
+    xl = x.to(memory_format=torch.channels_last)
+    out = pointwise(layer, xl)  # channels-last map: a product over the pixels, still channels-last
+    assert torch.allclose(out, layer(x), atol=1e-6) and out.is_contiguous(memory_format=torch.channels_last)
+    for other in (nn.Conv2d(8, 4, 3, padding=1), nn.Conv2d(8, 4, 1, stride=2), nn.Conv2d(8, 4, 1, groups=2)):
+        z = torch.randn(2, 8, 1, 1)
+        assert torch.equal(pointwise(other, z), other(z))
+
+
+def test_pointwise_is_faster_than_the_convolution_kernel():
+    # The reason it exists, measured in alternation (robust to load): forward + backward of
+    # SE's first layer at 2048 channels, batch 16, one thread.
+    import time
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        layer = nn.Conv2d(2048, 128, 1)
+        z = torch.randn(16, 2048, 1, 1, requires_grad=True)
+        times = {"ours": [], "plain": []}
+        for _ in range(30):
+            for label, f in (("ours", lambda: pointwise(layer, z)), ("plain", lambda: layer(z))):
+                start = time.perf_counter()
+                f().sum().backward()
+                times[label].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    ratios = sorted(a / b for a, b in zip(times["ours"], times["plain"]))
+    assert ratios[len(ratios) // 2] < 1.0
+
+
+# --- conv_across_channels: ECA's 1-D convolution ------------------------------------------------
+
+@pytest.mark.parametrize("kernel_size,bias", [(3, False), (7, False), (5, True)])
+def test_conv_across_channels_equals_the_layer(kernel_size, bias):
+    torch.manual_seed(0)
+    layer = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=bias)
+    z = torch.randn(4, 1, 64, requires_grad=True)
+    ours, plain = conv_across_channels(layer, z), layer(z)
+    assert ours.shape == plain.shape and torch.allclose(ours, plain, atol=1e-6)
+    grad = torch.randn_like(plain)
+    inputs = [z, *layer.parameters()]
+    for a, b in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(plain, inputs, grad)):
+        assert torch.allclose(a, b, atol=1e-5)
+    wide = nn.Conv1d(2, 2, 3, padding=1)
+    signal = torch.randn(4, 2, 16)
+    assert torch.equal(conv_across_channels(wide, signal), wide(signal))  # not ECA's shape: the layer
+    empty = torch.randn(0, 1, 64)
+    assert conv_across_channels(layer, empty).shape == layer(empty).shape == (0, 1, 64)  # no groups to fold
+
+
+# --- rescale_nearest: x times the nearest-interpolated gate ---------------------------------------
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size,gathered", [((14, 14), (2, 2)), ((56, 28), (7, 4)), ((16, 16), (1, 1)),
+                                           ((15, 22), (2, 3))])
+def test_rescale_nearest_equals_x_times_the_interpolated_gate(channels_last, size, gathered):
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 8, *size, dtype=torch.float64).to(memory_format=layout).requires_grad_()
+    a = torch.rand(3, 8, *gathered, dtype=torch.float64).to(memory_format=layout).requires_grad_()
+    ours, plain = rescale_nearest(x, a), x * F.interpolate(a, size=size, mode="nearest")
+    assert torch.equal(ours, plain)
+    assert ours.is_contiguous(memory_format=layout)  # the layout is kept: no copy into the other one
+    grad = torch.randn_like(plain)
+    (gx, ga), (px, pa) = torch.autograd.grad(ours, (x, a), grad), torch.autograd.grad(plain, (x, a), grad)
+    assert torch.equal(gx, px)
+    if channels_last and gathered != (1, 1):
+        assert torch.equal(ga, pa)  # summed by the interpolation's own backward kernel
+    assert torch.allclose(ga, pa, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        assert torch.equal(rescale_nearest(x, a), plain)
+
+
+def test_rescale_nearest_gradcheck_channels_last():
+    x = torch.randn(2, 3, 4, 6, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    a = torch.rand(2, 3, 2, 3, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(rescale_nearest, (x, a))
+    assert torch.autograd.gradgradcheck(rescale_nearest, (x, a))

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from attention_lib import SE, bottleneck_width
@@ -177,9 +178,12 @@ def test_se_gradients_equal_the_plain_formulation():
     module = SE(32, reduction=4)
     x = torch.randn(4, 32, 9, 9, requires_grad=True)
 
-    def plain(x):
+    def linear(layer, z):  # the 1x1 convolution on a 1x1 map as the matrix product it is
+        return F.linear(z.flatten(1), layer.weight.flatten(1), layer.bias)[:, :, None, None]
+
+    def plain(x, layer=linear):
         z = x.mean(dim=(2, 3), keepdim=True)
-        return x * torch.sigmoid(module.expand(torch.relu(module.reduce(z))))
+        return x * torch.sigmoid(layer(module.expand, torch.relu(layer(module.reduce, z))))
 
     grad = torch.randn(4, 32, 9, 9)
     inputs = [x, *module.parameters()]
@@ -187,3 +191,6 @@ def test_se_gradients_equal_the_plain_formulation():
     ours = torch.autograd.grad(module(x), inputs, grad)
     reference = torch.autograd.grad(plain(x), inputs, grad)
     assert all(map(torch.equal, ours, reference))
+    # and, up to float rounding, those of the layers' own convolution kernel
+    convolution = torch.autograd.grad(plain(x, lambda layer, z: layer(z)), inputs, grad)
+    assert all((a - b).abs().max() <= 1e-6 * (1 + b.abs().max()) for a, b in zip(ours, convolution))

@@ -136,6 +136,8 @@ def test_digits_experiment_trains_every_network_from_the_same_start():
 def test_callout_table_and_slider_render_as_html():
     import pandas as pd
 
+    plt.close("all")  # figures another test of this process left open
+
     box = T.callout("tip", "Run it on a GPU", "First paragraph with `code`.\n\nSecond <b>paragraph</b>.")
     html = box._repr_html_()
     assert html.startswith('<div class="admonition tip">') and "<code>code</code>" in html

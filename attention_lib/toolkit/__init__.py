@@ -17,7 +17,7 @@ chapter has are one call each:
 from attention_lib.toolkit.costs import RESNET50_STAGES, cost_frame, cost_table
 from attention_lib.toolkit.digits import (HELD_OUT, Digits, DigitsResult, DigitsRun, ResidualBlock, digits_experiment,
                                           digits_network, load_digits, paste)
-from attention_lib.toolkit.display import Callout, Slider, callout, figure_png, slider, table
+from attention_lib.toolkit.display import Callout, Slider, Table, callout, figure_png, slider, table
 from attention_lib.toolkit.parameters import (ParameterError, boolean, check_parameters, list_of, natural, number,
                                               odd_int, one_of, positive_int, run_options, text)
 from attention_lib.toolkit.sections import (IMAGENETTE_TRAIN_IMAGES, TrainedAttention, imagenette_report,
@@ -32,5 +32,5 @@ __all__ = [
     "digits_experiment",
     "TrainedAttention", "trained_attention", "no_published_weights", "show_attention", "top5_table",
     "top5_markdown", "imagenette_report", "should_train", "recorded_run", "mini_imagenet_section",
-    "IMAGENETTE_TRAIN_IMAGES", "Callout", "callout", "table", "Slider", "slider", "figure_png",
+    "IMAGENETTE_TRAIN_IMAGES", "Callout", "callout", "Table", "table", "Slider", "slider", "figure_png",
 ]

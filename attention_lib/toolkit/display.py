@@ -1,8 +1,9 @@
 # Hand-written support module (not generated from a notebook).
 """How the chapters show results: tables as HTML tables, messages as call-out boxes.
 
-A :func:`table` is a pandas ``Styler``: the rendered book and Jupyter show it as an HTML
-``<table>`` with a caption (its source and units), and its numbers keep their formats.
+A :func:`table` is a :class:`Table`: the rendered book and Jupyter show it as an HTML
+``<table>`` with a caption (its source and units), and its numbers keep their formats;
+as text (a terminal, the tests) it is the same rows, aligned.
 A :func:`callout` is a box in the book's admonition style (note, tip, warning) that says
 what a section would show and how to produce it, instead of printing plumbing. A
 :func:`slider` is an interactive figure that works in the static page: frames drawn
@@ -12,6 +13,7 @@ in advance, switched by a range input.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -21,7 +23,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-__all__ = ["Callout", "callout", "table", "Slider", "slider", "figure_png"]
+__all__ = ["Callout", "callout", "Table", "table", "Slider", "slider", "figure_png"]
 
 _KINDS = ("note", "tip", "warning", "important")
 
@@ -55,15 +57,35 @@ def callout(kind: str, title: str, body: str) -> Callout:
     return Callout(kind, title, body)
 
 
+class Table:
+    """A table for the page: an HTML ``<table>`` with a caption in the book and in Jupyter,
+    the same rows as plain text elsewhere (and in the text the tests compare).
+
+    Attributes:
+        frame: the numbers (a pandas DataFrame).
+        caption: where they come from, with units.
+        styler: the pandas ``Styler`` that renders the HTML.
+    """
+
+    def __init__(self, frame: pd.DataFrame, caption: str, styler: pd.io.formats.style.Styler, index: bool) -> None:
+        self.frame, self.caption, self.styler, self.index = frame, caption, styler, index
+
+    def _repr_html_(self) -> str:
+        return self.styler.to_html()
+
+    def __repr__(self) -> str:
+        return f"{self.caption}\n{self.styler.to_string(delimiter='  ')}".rstrip()
+
+
 def table(frame: pd.DataFrame, caption: str, formats: Mapping[str, str] | None = None,
-          index: bool = False) -> pd.io.formats.style.Styler:
+          index: bool = False) -> Table:
     """``frame`` as an HTML table with ``caption`` (say where the numbers come from, with units).
 
     Args:
         frame: the table.
         caption: shown above the table.
-        formats: column -> format spec (``"{:,}"``, ``"{:.2f}"``); numbers without one
-            get thousands separators (integers) or three significant digits.
+        formats: column -> format spec (``"{:,}"``, ``"{:.2f}"``) or function; numbers
+            without one get thousands separators (integers) or three significant digits.
         index: show the index column.
     """
     formats = dict(formats or {})
@@ -75,9 +97,13 @@ def table(frame: pd.DataFrame, caption: str, formats: Mapping[str, str] | None =
             formats[column] = "{:,}"
         elif kind == "f":
             formats[column] = "{:.3g}"
-    styler = frame.style.format(formats, na_rep="–").set_caption(caption)
+    # A fixed id (from the caption) keeps the HTML the same from one build to the next.
+    ident = "t" + hashlib.sha1(caption.encode()).hexdigest()[:10]
+    styler = frame.style.format(formats, na_rep="–").set_caption(caption).set_uuid(ident)
     styler = styler.set_table_attributes('class="dataframe attention-table"')
-    return styler if index else styler.hide(axis="index")
+    if not index:
+        styler = styler.hide(axis="index")
+    return Table(frame, caption, styler, index)
 
 
 class Slider:

@@ -18,9 +18,31 @@ __all__ = ["AVAILABILITY", "availability", "availability_markdown", "reason"]
 
 _KINDS = {"exact": 0, "backbone variant": 1, "embedded": 2}
 _NONE_REASONS = {
+    "ca": "No Coordinate Attention network has ImageNet weights in timm or torchvision: timm implements the "
+          "layer (timm.layers.coord_attn.CoordAttn, attn_layer='coord') but registers no model that uses it. "
+          "The authors publish a MobileNetV2-CA checkpoint (mbv2_ca.pth) in their GitHub repository, "
+          "outside both; its network also differs from create_model('mobilenet_v2', 'ca') (no CA in the "
+          "first inverted residual block, a bias before each CA's batch norm).",
+    "gc": "timm's gcresnet50t (ImageNet-1k) maps exactly onto our GlobalContext modules, but only in a "
+          "variant of ResNet-50: a tiered deep stem without max-pooling, and GC blocks after the 3x3 convolution "
+          "of every bottleneck in all four stages (d = c/8), where create_model('resnet50', 'gc') follows the "
+          "paper (after bn3, stages 2-4, r = 16); that placement has no published weights. timm's gcresnext50ts "
+          "is a ResNeXt-50 32x4d with SiLU activations (ours use ReLU), so it does not map.",
     "cbam": "No CBAM network has ImageNet weights in timm or torchvision (timm implements a CBAM layer but "
             "registers no pretrained CBAM model); this library fetches weights only through those two.",
     "bam": "No BAM network has ImageNet weights in timm or torchvision (neither implements BAM).",
+    "splat": "The published ResNeSt networks are bottleneck ResNet-D networks; only ResNeSt-50 (resnest50d) has "
+             "the depths and widths of one of our backbones (timm's resnest14d/26d have other depths, "
+             "resnest101e/200e/269e a 64-wide stem, the _4s2x40d/_1s4x24d variants other widths), and "
+             "Split-Attention replaces the 3x3 convolution of ResNet/ResNeXt blocks, so it is not defined "
+             "for MobileNetV2.",
+    "simam": "No SimAM network has ImageNet weights in timm or torchvision (neither implements SimAM; timm "
+             "1.0.31 has no SimAM layer). The authors' checkpoints (official ResNets with SimAM after the 3x3 "
+             "convolution, not create_model's placement) are shared through Baidu and Google Drive links.",
+    "triplet": "No triplet-attention network has ImageNet weights in timm or torchvision (neither implements "
+               "triplet attention; timm 1.0.31 has no such layer). The authors' ResNet and MobileNetV2 "
+               "checkpoints are shared through Google Drive links, outside both.",
+    "nl": "No Non-local ResNet has ImageNet weights in timm or torchvision: timm implements the block (timm.layers.NonLocalAttn, attn_layer='nl') but registers no model that uses it, and the paper's own networks (Kinetics video models, COCO Mask R-CNN) are Caffe2 checkpoints of other architectures.",
     "ge": "timm implements Gather-Excite (attn_layer='ge') but publishes no ImageNet weights for a GE "
           "network (timm's gernet_* are GPU-Efficient Networks; gcresnet* use Global Context attention); "
           "torchvision has none.",
@@ -64,6 +86,10 @@ _CELL_REASONS: dict[tuple[str, str | None], str] = {
     ("resnet101", "sk"): "No SK-ResNet-101 weights in timm or torchvision.",
     ("resnext50_32x4d", "sk"): "skresnext50_32x4d (SKNet-50 of the SK paper) is exactly "
                                "create_model('resnext50_32x4d', 'sk').",
+    ("resnet50", "splat"): "resnest50d (the authors' ResNeSt-50) maps onto create_model('resnet50', 'splat', "
+                           "avd=True) in the ResNet-D backbone variant (deep stem, average-pool shortcuts).",
+    ("resnet101", "splat"): "timm's resnest101e has a 64-wide deep stem (stem_width=64) and 256 x 256 training; "
+                            "its body is ResNet-101's, but the stem is not one of our backbone variants.",
     ("mobilenet_v2", "sk"): "create_model does not define SK on MobileNetV2 (SK replaces the 3x3 convolution "
                             "of ResNet/ResNeXt blocks).",
 }

@@ -11,14 +11,17 @@ placement never change.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
+from attention_lib.mechanisms import mechanism
 from attention_lib.models import create_model
 from attention_lib.weights.registry import Backbone, parse
 
-__all__ = ["adapt_backbone", "build_model"]
+__all__ = ["adapt_backbone", "build_model", "insert_after_3x3"]
 
 
 def adapt_backbone(model: nn.Module, backbone: Backbone) -> None:
@@ -38,6 +41,11 @@ def adapt_backbone(model: nn.Module, backbone: Backbone) -> None:
         )
     if backbone.ceil_pool:
         model.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+    if not backbone.stem_pool:  # the stem's last 3x3 convolution takes the max-pool's stride
+        if backbone.stem == "plain":  # pragma: no cover - registry invariant
+            raise ValueError("stem_pool=False needs a deep stem")
+        model.conv1[6].stride = (2, 2)
+        model.maxpool = nn.Identity()
     for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
         for block in stage:
             if backbone.stride_in_1x1 and isinstance(block, Bottleneck) and block.conv2.stride != (1, 1):
@@ -59,7 +67,27 @@ def build_model(name: str) -> nn.Module:
     :func:`load_published_state_dict`.
     """
     entry, _ = parse(name)
-    model = create_model(entry.arch, entry.attention, **entry.kwargs)
+    if entry.backbone.attention_site == "after 3x3":
+        model = create_model(entry.arch, None)
+        insert_after_3x3(model, entry.attention, **entry.kwargs)
+    else:
+        model = create_model(entry.arch, entry.attention, **entry.kwargs)
     adapt_backbone(model, entry.backbone)
     return model
+
+
+def insert_after_3x3(model: nn.Module, attention: str, **kwargs) -> None:
+    """Put one ``attention`` module before the last 1x1 convolution of every bottleneck (in place).
+
+    torchvision's bottleneck applies ``conv3`` to ``relu(bn2(conv2(.)))``, so replacing
+    ``conv3`` by ``Sequential(attention=module, conv=conv3)`` puts the module exactly after
+    the 3x3 convolution's ReLU, on the bottleneck width (timm's ByobNet placement).
+    """
+    module = mechanism(attention).module
+    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in stage:
+            if not isinstance(block, Bottleneck):  # pragma: no cover - registry invariant
+                raise TypeError(f"attention after the 3x3 convolution needs bottlenecks, got {type(block).__name__}")
+            block.conv3 = nn.Sequential(OrderedDict(
+                attention=module(block.conv3.in_channels, **kwargs), conv=block.conv3))
 

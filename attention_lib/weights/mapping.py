@@ -80,9 +80,31 @@ def _rules(entry: PretrainedEntry) -> list[tuple[re.Pattern, str]]:
             (block + r"conv(\d)\.conv\.", r"\1.conv\2."),  # timm's ConvNormAct -> torchvision's conv, bn
             (block + r"conv(\d)\.bn\.", r"\1.bn\2."),
         ]
+    elif entry.layout == "timm_resnest":  # timm's SplitAttn -> our SplitAttention (same conv, other names)
+        rules = [
+            (block + r"conv2\.bn0\.", r"\1.conv2.norm."),
+            (block + r"conv2\.fc1\.", r"\1.conv2.reduce."),
+            (block + r"conv2\.bn1\.", r"\1.conv2.reduce_norm."),
+            (block + r"conv2\.fc2\.", r"\1.conv2.expand."),
+        ]
+    elif entry.layout == "timm_byobnet":  # timm's ByobNet ResNet (gcresnet50t): stem.convN, stages.S.B
+        rules = [(r"^stem\.conv1\.conv\.", "conv1.0."), (r"^stem\.conv1\.bn\.", "conv1.1."),
+                 (r"^stem\.conv2\.conv\.", "conv1.3."), (r"^stem\.conv2\.bn\.", "conv1.4."),
+                 (r"^stem\.conv3\.conv\.", "conv1.6."), (r"^stem\.conv3\.bn\.", "bn1."), (r"^head\.fc\.", "fc.")]
+        parts = [("conv1_1x1.conv", "conv1"), ("conv1_1x1.bn", "bn1"), ("conv2_kxk.conv", "conv2"),
+                 ("conv2_kxk.bn", "bn2"), ("conv3_1x1.conv", "conv3.conv"), ("conv3_1x1.bn", "bn3"),
+                 ("shortcut.conv", "downsample.0"), ("shortcut.bn", "downsample.1"),
+                 ("attn.conv_attn", "conv3.attention.key"), ("attn.mlp_add.fc1", "conv3.attention.reduce"),
+                 ("attn.mlp_add.norm", "conv3.attention.norm"), ("attn.mlp_add.fc2", "conv3.attention.expand")]
+        for stage in range(4):  # stages.0 -> layer1 ...
+            rules += [(rf"^stages\.{stage}\.(\d+)\." + re.escape(theirs) + r"\.", rf"layer{stage + 1}.\1.{ours}.")
+                      for theirs, ours in parts]
     else:  # pragma: no cover - registry invariant
         raise ValueError(f"unknown layout {entry.layout!r}")
     return [(re.compile(pattern), replacement) for pattern, replacement in rules]
+
+
+_LAYER_NORM = re.compile(r"\.attention\.norm\.(weight|bias)$")
 
 
 _BRANCH_KERNEL = re.compile(r"\.branches\.(\d+)\.0\.weight$")
@@ -131,6 +153,8 @@ def _map_with_origin(name: str, state_dict: Mapping[str, torch.Tensor]
                 break
         if entry.split_input:
             tensor = _embed_split_input(new, tensor)
+        if entry.layout == "timm_byobnet" and _LAYER_NORM.search(new):
+            tensor = tensor.reshape(-1, 1, 1)  # timm's LayerNorm2d (d,) -> our LayerNorm([d, 1, 1])
         if new in mapped:
             raise WeightMappingError(entry.name, [], [(origin[new], new), (key, new)], [])
         mapped[new] = tensor

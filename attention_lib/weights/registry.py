@@ -10,8 +10,9 @@ stated per name (:attr:`PretrainedEntry.fidelity`):
 * ``"backbone variant"``: the published network's *backbone* differs from torchvision's
   (ResNet-D/T deep stem and average-pool shortcuts; Caffe-style ResNet); the model is
   ``create_model(arch, attention)`` with its stem/shortcuts rebuilt to match (see
-  :class:`Backbone` and :mod:`attention_lib.weights.backbone`). Attention modules and
-  their placement are unchanged.
+  :class:`Backbone` and :mod:`attention_lib.weights.backbone`). Attention modules are
+  unchanged, and so is their placement unless :attr:`Backbone.attention_site` says
+  otherwise (timm's gcresnet50t: inside the bottleneck, after the 3x3 convolution).
 * ``"embedded"``: the published attention module is a special case of ours, reproduced
   exactly by zero-filling some of our weights (timm's split-input SK in skresnet18/34).
 
@@ -44,12 +45,21 @@ class Backbone:
             instead of torchvision's (padding 1): same output size, shifted windows.
         stride_in_1x1: a bottleneck's stride sits on its first 1x1 convolution (Caffe
             ResNet "v1") instead of its 3x3 convolution (torchvision "v1.5").
+        stem_pool: the stem ends with torchvision's max-pool; ``False``: no max-pool, the
+            last convolution of a deep stem has stride 2 instead (timm's ByobNet ``"tiered"``
+            stem with ``stem_pool=''``).
+        attention_site: ``"block"``: where ``create_model`` places the attention;
+            ``"after 3x3"``: one module in every bottleneck of every stage, between the 3x3
+            convolution's ReLU and the last 1x1 convolution, on the bottleneck width (timm's
+            ByobNet ``attn_layer`` with ``attn_last=False``).
     """
 
     stem: str = "plain"
     avg_down: bool = False
     ceil_pool: bool = False
     stride_in_1x1: bool = False
+    stem_pool: bool = True
+    attention_site: str = "block"
 
     def describe(self) -> str:
         """One line saying how this backbone differs from torchvision's."""
@@ -64,6 +74,10 @@ class Backbone:
             parts.append("Caffe stem max-pool (no padding, ceil mode)")
         if self.stride_in_1x1:
             parts.append("stride on the first 1x1 convolution (ResNet v1)")
+        if not self.stem_pool:
+            parts.append("no stem max-pool (stride-2 last stem convolution)")
+        if self.attention_site == "after 3x3":
+            parts.append("attention after the 3x3 convolution of every bottleneck, all stages")
         return "; ".join(parts) if parts else "torchvision backbone, unchanged"
 
 
@@ -163,6 +177,21 @@ PRETRAINED: dict[str, PretrainedEntry] = {e.name: e for e in [
                     attention_kwargs=(("reduction", 8), ("min_width", 16)), split_input=True, notes=_SK_NOTE),
     PretrainedEntry("skresnet34", "resnet34", "sk", "timm", ("ra_in1k",), "timm_sknet", "embedded",
                     attention_kwargs=(("reduction", 8), ("min_width", 16)), split_input=True, notes=_SK_NOTE),
+    # Split-Attention (ResNeSt)
+    PretrainedEntry("resnest50d", "resnet50", "splat", "timm", ("in1k",), "timm_resnest", "backbone variant",
+                    attention_kwargs=(("avd", True),), backbone=Backbone(stem="deep", avg_down=True),
+                    notes="The authors' ResNeSt-50 (ported by timm): Split-Attention with radix 2, cardinality 1, "
+                          "bottleneck width max(2c/4, 32), in a ResNet-50-D (deep stem, average-pool shortcuts); "
+                          "avd=True: the three strided units convolve at stride 1 and average-pool (3x3, padding 1) "
+                          "afterwards."),
+    # Global Context: timm's ByobNet GC-ResNet-50-T.
+    PretrainedEntry("gcresnet50t", "resnet50", "gc", "timm", ("ra2_in1k",), "timm_byobnet", "backbone variant",
+                    attention_kwargs=(("reduction", 8), ("eps", 1e-6)),
+                    backbone=Backbone(stem="deep_tiered", stem_pool=False, attention_site="after 3x3"),
+                    notes="timm's GC-ResNet-50-T (a ByobNet): tiered 3x3 stem (24, 32, 64) without max-pool, plain "
+                          "strided 1x1 shortcuts, and a GC block (addition, d = c/8, LayerNorm eps 1e-6) after the "
+                          "3x3 convolution of all 16 bottlenecks; the paper puts it after bn3 in stages 2-4 "
+                          "(create_model's placement). Trained at 256 px."),
 ]}
 
 #: Published models that were checked and do *not* map onto our models, with the reason
@@ -193,7 +222,10 @@ NOT_SUPPORTED: dict[str, str] = {
                   "convolution with width round(0.25 x block input width), not after the last BN with "
                   "c // r; RegNet is not one of our backbones.",
     "gernet_*": "GENet here means GPU-Efficient Networks, not Gather-Excite.",
-    "gcresnet*": "Global Context attention (GCNet), not one of this book's Part I mechanisms.",
+    "gcresnet*": "timm's other GC-ResNets (gcresnet33ts: a 33-layer SiLU ByobNet) are not one of our "
+                 "architectures; gcresnet50t maps.",
+    "gcresnext*": "timm's GC-ResNeXts (gcresnext26ts, gcresnext50ts) use SiLU activations (ours ReLU) and GC "
+                  "after the grouped 3x3 convolution.",
 }
 
 

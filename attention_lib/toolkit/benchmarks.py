@@ -1,0 +1,154 @@
+# Hand-written support module (not generated from a notebook).
+"""Chapter 07's view of the committed benchmark results (``book/results/*.json``).
+
+The JSON files are written by ``python -m attention_lib.benchmark`` (module mode) and
+``python -m attention_lib.benchmark --models`` (whole-model mode); nothing here measures.
+
+- :func:`load_results`: read one file and check that it is a benchmark result;
+- :func:`provenance_text`: the sentence that says how, where and when it was measured;
+- :func:`whole_model_table` and :func:`overhead_figure`: the whole-model overheads, as an
+  HTML table and as a plot (overhead % per mechanism, median with its IQR);
+- :func:`module_ratio_table`: the module benchmark's ratios ours / reference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from attention_lib.toolkit.display import Table, table
+
+__all__ = ["load_results", "provenance_text", "whole_model_table", "overhead_figure", "module_ratio_table"]
+
+_KINDS = ("modules", "whole_model")
+
+
+def load_results(path: str | Path, kind: str | None = None) -> dict:
+    """The benchmark result stored at ``path``; ``kind`` ("modules" or "whole_model"),
+    if given, must match the file's.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a benchmark result, or of the other kind.
+    """
+    path = Path(path)
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("kind") not in _KINDS or "rows" not in data or "meta" not in data:
+        raise ValueError(f"{path} is not a result of python -m attention_lib.benchmark (no kind/meta/rows)")
+    if kind is not None and data["kind"] != kind:
+        raise ValueError(f"{path} holds a {data['kind']!r} benchmark, expected {kind!r}")
+    return data
+
+
+def provenance_text(result: dict) -> str:
+    """One sentence of provenance: command, CPU, threads, date, commit, versions, load."""
+    meta = result["meta"]
+    commit = (meta.get("commit") or "unknown")[:10]
+    if meta.get("dirty"):
+        commit += " with uncommitted changes"
+    load = meta.get("load_average_before")
+    cpu = meta["hardware"]
+    name = cpu["cpu"] + (f" (family {cpu['family']}, model {cpu['model']})" if cpu.get("family") else "")
+    return (f"Measured with `{meta['command']}` on {name} ({meta['threads']} thread"
+            f"{'s' if meta['threads'] != 1 else ''}), {meta['date'][:10]}, commit {commit}, "
+            f"PyTorch {meta['torch']}, timm {meta['timm']}"
+            + (f", load average {load[0]:.2f} before the run" if load else "") + ".")
+
+
+def _percent(median: float | None, iqr: float | None) -> str:
+    if median is None:
+        return "–"
+    return f"{100 * median:+.1f} % ± {100 * iqr:.1f}"
+
+
+def whole_model_table(result: dict, mode: str = "train") -> Table:
+    """Per attention: our model's time and overhead over our plain backbone, and timm's
+    corresponding model's overhead over timm's, per memory format, for ``mode``
+    ("train": a training step; "eval": inference)."""
+    if mode not in ("train", "eval"):
+        raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+    if result.get("kind") != "whole_model":
+        raise ValueError("whole_model_table needs a whole-model result (python -m attention_lib.benchmark --models)")
+    rows = [row for row in result["rows"] if row["mode"] == mode]
+    formats = list(dict.fromkeys(row["format"] for row in rows))
+    attentions = list(dict.fromkeys(row["attention"] for row in rows if row["family"] == "ours"))
+    lookup = {(row["family"], row["attention"], row["format"]): row for row in rows}
+    records = []
+    for attention in attentions:
+        record = {"attention": attention or "none (plain backbone)"}
+        for memory_format in formats:
+            ours, theirs = lookup.get(("ours", attention, memory_format)), lookup.get(("timm", attention, memory_format))
+            label = "channels-last" if memory_format == "channels_last" else "contiguous"
+            record[f"ours, {label} (ms)"] = 1e3 * ours["seconds"] if ours else None
+            record[f"overhead, {label}"] = _percent(ours["overhead"], ours["overhead_iqr"]) if ours else "–"
+            record[f"timm's overhead, {label}"] = (_percent(theirs["overhead"], theirs["overhead_iqr"])
+                                                  if theirs else "–")
+        records.append(record)
+    meta = result["meta"]
+    what = "training step (forward, loss, backward)" if mode == "train" else "inference (eval mode, no gradients)"
+    caption = (f"{meta['arch']}, {what}, batch {meta['batch']} at {meta['image_size']} px: median time and "
+               f"overhead over the plain backbone (median ± IQR of the per-round ratios, "
+               f"{_rounds(rows)} rounds). {provenance_text(result)}")
+    return table(pd.DataFrame(records), caption, formats={column: "{:.1f}" for column in records[0]
+                                                           if column.endswith("(ms)")} if records else None)
+
+
+def _rounds(rows: list[dict]) -> str:
+    counts = sorted({row["rounds"] for row in rows})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def overhead_figure(result: dict, mode: str = "train"):
+    """A matplotlib figure: overhead % per mechanism (median, with its IQR as an error
+    bar), ours and timm's side by side, one panel per memory format."""
+    import matplotlib.pyplot as plt
+
+    if result.get("kind") != "whole_model":
+        raise ValueError("overhead_figure needs a whole-model result (python -m attention_lib.benchmark --models)")
+    rows = [row for row in result["rows"] if row["mode"] == mode and row["overhead"] is not None]
+    formats = list(dict.fromkeys(row["format"] for row in rows))
+    attentions = list(dict.fromkeys(row["attention"] for row in rows if row["family"] == "ours"))
+    figure, axes = plt.subplots(1, len(formats), figsize=(5.2 * len(formats), 0.45 * len(attentions) + 1.6),
+                                sharey=True, squeeze=False)
+    for axis, memory_format in zip(axes[0], formats):
+        for offset, (owner, color) in enumerate((("ours", "tab:blue"), ("timm", "tab:orange"))):
+            mine = {row["attention"]: row for row in rows if row["family"] == owner and row["format"] == memory_format}
+            positions = [i + (offset - 0.5) * 0.38 for i, name in enumerate(attentions) if name in mine]
+            values = [100 * mine[name]["overhead"] for name in attentions if name in mine]
+            spreads = [50 * mine[name]["overhead_iqr"] for name in attentions if name in mine]
+            if values:
+                axis.barh(positions, values, height=0.36, xerr=spreads, color=color, capsize=2,
+                          label="ours" if owner == "ours" else "timm")
+        axis.axvline(0, color="black", linewidth=0.8)
+        axis.set_title(memory_format.replace("_", "-"))
+        axis.set_xlabel("overhead over the plain backbone (%)")
+        axis.legend(loc="lower right", fontsize=8)
+    axes[0][0].set_yticks(range(len(attentions)), attentions)
+    axes[0][0].invert_yaxis()
+    what = "training step" if mode == "train" else "inference"
+    figure.suptitle(f"{result['meta']['arch']}, {what}: median overhead, bars ± half the IQR", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def module_ratio_table(result: dict, mode: str = "train") -> Table:
+    """The module benchmark's ratios ours / reference (median ± IQR) for ``mode``, one row
+    per module, one column per stage shape and memory format, and our peak memory against
+    the reference's at the largest map."""
+    if result.get("kind") != "modules":
+        raise ValueError("module_ratio_table needs a module result (python -m attention_lib.benchmark)")
+    rows = [row for row in result["rows"] if row["mode"] == mode]
+    records: dict[str, dict] = {}
+    for row in rows:
+        record = records.setdefault(row["module"], {"module": row["module"], "against": row["reference"] or "–"})
+        short = "cl" if row["format"] == "channels_last" else "nchw"
+        column = f"{row['channels']}×{row['size']}² {short}"
+        record[column] = "–" if row["ratio"] is None else f"{row['ratio']:.2f} ± {row['ratio_iqr']:.2f}"
+    meta = result["meta"]
+    what = "forward + backward" if mode == "train" else "inference forward (eval, no gradients)"
+    caption = (f"Time of ours / time of the reference, {what}, batch {meta['batch']}, median ± IQR of "
+               f"per-round ratios (below 1: ours is faster; nchw = contiguous, cl = channels-last). "
+               f"{provenance_text(result)}")
+    return table(pd.DataFrame(list(records.values())), caption)
