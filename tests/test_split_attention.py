@@ -372,12 +372,15 @@ def resnest_pair():
 
 def test_resnest50d_mapping_gives_timms_logits(resnest_pair):
     theirs, ours = resnest_pair
-    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    # In float64: random weights give logits in the hundreds, where float32 rounding in two
+    # different (equally valid) summation orders already differs by about 1e-4 relative.
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
-        expected, actual = theirs(x), ours(x)
+        expected = copy.deepcopy(theirs).double()(x)
+        actual = copy.deepcopy(ours).double()(x)
     assert expected.std() > 0.1
     scale = max(expected.abs().max().item(), 1.0)
-    assert (expected - actual).abs().max().item() <= 1e-4 * scale
+    assert (expected - actual).abs().max().item() <= 1e-9 * scale
     assert sum(isinstance(m, SplitAttention) for m in ours.modules()) == 16
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
 
