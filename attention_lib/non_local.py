@@ -99,10 +99,12 @@ class NonLocal(nn.Module):
     def _weights(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         theta = self.theta(x).flatten(2)  # (n, d, hw): one query per position
         phi = self.phi(keys).flatten(2)  # (n, d, N)
-        scores = theta.transpose(1, 2) @ phi  # theta(x_i)^T phi(x_j), (n, hw, N)
+        # The constant factors multiply the small (n, d, N) embeddings, not the (n, hw, N)
+        # product: the same matrix, without a second tensor of its size.
         if self.variant == "dot_product":
-            return scores / phi.shape[-1]  # eq. (9.4): C(x) = N
-        return (scores * self.scale).softmax(dim=-1)  # eqs. (9.5), (9.7): each row sums to 1
+            return theta.transpose(1, 2) @ (phi / phi.shape[-1])  # theta(x_i)^T phi(x_j) / N, eq. (9.4)
+        scores = theta.transpose(1, 2) @ (phi * self.scale)  # theta(x_i)^T phi(x_j) times eq. (9.7)'s factor
+        return scores.softmax(dim=-1)  # eq. (9.5): each row sums to 1
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The weights ``f(x_i, x_j) / C(x)`` of eq. (9.1), shaped ``(n, h*w, N)`` (rows: queries i)."""
@@ -120,9 +122,13 @@ class NonLocal(nn.Module):
         n, _, h, w = x.shape
         check_batch_statistics(self.training, x, n * h * w, "NonLocal")
         keys = self._keys(x)
-        weights = self._weights(x, keys)
+        # The values first: the backward pass then reaches their convolution after the
+        # softmax's, when the large (n, hw, N) gradients are already gone.
         values = self.g(keys).flatten(2)  # g(x_j), (n, d, N)
-        y = (values @ weights.transpose(1, 2)).reshape(n, self.width, h, w)  # eq. (9.1)
+        weights = self._weights(x, keys)
+        # Eq. (9.1) as (n, hw, N) @ (n, N, d): the gradient of the weights then comes out in
+        # the weights' own layout, which the softmax's backward needs, instead of transposed.
+        y = (weights @ values.transpose(1, 2)).transpose(1, 2).reshape(n, self.width, h, w)
         return x + self.norm(self.out(y))  # eq. (9.6)
 
     def extra_repr(self) -> str:

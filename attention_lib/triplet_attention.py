@@ -12,7 +12,7 @@ channels pooled (eq. 14.3-14.4). The input is rescaled by the average of the thr
 import torch
 from torch import nn
 
-from attention_lib.primitives import amax_pool, squeeze
+from attention_lib.primitives import amax_pool, rescale_mean, squeeze
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["TripletGate", "TripletAttention"]
@@ -93,7 +93,7 @@ class TripletAttention(nn.Module):
         return sum(weights[1:], weights[0]) / len(weights)  # eq. (14.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (14.5)
+        return rescale_mean(x, self.gates(x))  # eq. (14.5): x times the mean of the gates
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, no_spatial={self.no_spatial}"

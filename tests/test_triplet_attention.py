@@ -9,6 +9,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from attention_lib.costs import count_flops
 from attention_lib.models import create_model
+from attention_lib.primitives import rescale_mean
 from attention_lib.triplet_attention import TripletAttention, TripletGate, z_pool
 
 
@@ -218,3 +219,64 @@ def test_timm_has_no_triplet_attention():
         with pytest.raises(AssertionError):
             get_attn(name)
     assert not timm.list_models("*triplet*")
+
+
+# --- the speed-layer helper of eq. (14.5) ------------------------------------------------
+
+
+def _triplet_gates(n=2, c=6, h=5, w=4, dtype=torch.float32):
+    return [torch.rand(n, c, 1, w, dtype=dtype), torch.rand(n, c, h, 1, dtype=dtype), torch.rand(n, 1, h, w, dtype=dtype)]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels-last"])
+@pytest.mark.parametrize("needs", [(True, True, True, True), (True, False, False, False), (False, True, False, True)])
+def test_rescale_mean_is_x_times_the_mean_gate(channels_last, needs):
+    torch.manual_seed(9)
+    x = torch.randn(2, 6, 5, 4)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    tensors = [x, *_triplet_gates()]
+    leaves = [t.clone().requires_grad_(need) for t, need in zip(tensors, needs)]
+    plain = [t.clone().requires_grad_(need) for t, need in zip(tensors, needs)]
+    y = rescale_mean(leaves[0], leaves[1:])
+    expected = plain[0] * ((plain[1] + plain[2] + plain[3]) / 3)
+    assert torch.equal(y, expected)  # the same operations in the same order: bit for bit
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last  # x's layout, not PyTorch's choice
+    grad = torch.randn_like(expected)
+    ours = torch.autograd.grad(y, [t for t in leaves if t.requires_grad], grad)
+    theirs = torch.autograd.grad(expected, [t for t in plain if t.requires_grad], grad)
+    for mine, reference in zip(ours, theirs):
+        torch.testing.assert_close(mine, reference)
+        assert mine.shape == reference.shape
+
+
+def test_rescale_mean_gradcheck_double_backward_and_mixed_precision():
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    gates = [g.requires_grad_() for g in _triplet_gates(2, 3, 4, 5, dtype=torch.float64)]
+    assert torch.autograd.gradcheck(lambda x, *g: rescale_mean(x, g), (x, *gates))
+    assert torch.autograd.gradgradcheck(lambda x, *g: rescale_mean(x, g), (x, *gates))
+    x32 = torch.randn(2, 3, 4, 5, requires_grad=True)
+    g16 = [g.requires_grad_() for g in _triplet_gates(2, 3, 4, 5, dtype=torch.bfloat16)]
+    rescale_mean(x32, g16).sum().backward()
+    assert x32.grad.dtype == torch.float32 and all(g.grad.dtype == torch.bfloat16 for g in g16)
+    torch.testing.assert_close(g16[2].grad.float(), (x32 / 3).sum(1, keepdim=True).detach(), rtol=2e-2, atol=2e-2)
+
+
+def test_rescale_mean_keeps_nothing_full_size_but_the_input():
+    """The module keeps x (the caller's) and the small gates; autograd's x * mean would also keep the
+    full-size mean."""
+    x = torch.randn(4, 16, 12, 10, requires_grad=True)
+    gates = [g.requires_grad_() for g in _triplet_gates(4, 16, 12, 10)]
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        rescale_mean(x, gates)
+    assert [t for t in saved if t.numel() == x.numel() and t.data_ptr() != x.data_ptr()] == []
+
+
+def test_rescale_mean_refuses_gates_that_do_not_broadcast_to_x():
+    with pytest.raises(ValueError, match="at least one gate"):
+        rescale_mean(torch.randn(1, 2, 3, 3), [])
+    with pytest.raises(ValueError, match=r"must broadcast to x's shape \(1, 2, 3, 3\)"):
+        rescale_mean(torch.randn(1, 2, 3, 3), [torch.rand(1, 2, 3, 4)])
+    with pytest.raises(ValueError, match="must broadcast to x's shape"):  # would make the output larger than x
+        rescale_mean(torch.randn(1, 2, 1, 3), [torch.rand(1, 2, 3, 1)])
