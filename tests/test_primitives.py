@@ -11,8 +11,8 @@ from torch import nn
 
 from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
 from attention_lib.primitives import (
-    _Squeeze, amax_pool, bottleneck_width, conv_across_channels, mean_pool, pointwise, rescale, rescale_nearest,
-    squeeze,
+    _Squeeze, amax_pool, bottleneck_width, conv_across_channels, mean_pool, pointwise, reduce_keepdim, rescale,
+    rescale_nearest, squeeze,
 )
 
 
@@ -273,3 +273,21 @@ def test_rescale_nearest_gradcheck_channels_last():
     a = torch.rand(2, 3, 2, 3, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
     assert torch.autograd.gradcheck(rescale_nearest, (x, a))
     assert torch.autograd.gradgradcheck(rescale_nearest, (x, a))
+
+
+@pytest.mark.parametrize("dim", [(2,), (3,), (1,), (2, 3), (-1,), (1, 2, 3)])
+@pytest.mark.parametrize("reduction", [torch.mean, torch.amax, torch.sum], ids=["mean", "amax", "sum"])
+def test_reduce_keepdim_of_a_channels_last_map_is_the_plain_reduction(dim, reduction):
+    """The (n, h, w, c) view route gives the plain reduction's shape and values, and its gradient."""
+    torch.manual_seed(3)
+    x = torch.randn(3, 8, 7, 5).to(memory_format=torch.channels_last).requires_grad_()
+    plain = x.detach().clone().requires_grad_()
+    y, expected = reduce_keepdim(reduction, x, dim), reduction(plain, dim=dim, keepdim=True)
+    assert y.shape == expected.shape
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-6)
+    grad = torch.randn_like(expected)
+    y.backward(grad)
+    expected.backward(grad)
+    torch.testing.assert_close(x.grad, plain.grad)
+    contiguous = x.detach().contiguous()  # any other layout takes the plain call
+    assert torch.equal(reduce_keepdim(reduction, contiguous, dim), reduction(contiguous, dim=dim, keepdim=True))
