@@ -11,7 +11,7 @@ of each cardinal group, the r-softmax (12.5), (12.6), that mix the splits (12.7)
 import torch
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, rescale, squeeze
+from attention_lib.primitives import bottleneck_width, squeeze, weighted_sum
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["SplitAttention"]
@@ -91,11 +91,10 @@ class SplitAttention(nn.Module):
         u = self.relu(self.norm(self.conv(x)))  # eq. (12.1), all splits at once: (n, R c, h, w)
         return u.unflatten(1, (self.radix, self.out_channels))  # a view: (n, R, c, h, w)
 
-    def _weights(self, splits: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        # Eqs. (12.2) and (12.3): the mean of the sum is the sum of the means.
-        s = squeeze(splits[0])
-        for split in splits[1:]:
-            s = s + squeeze(split)
+    def _weights(self, splits: torch.Tensor) -> torch.Tensor:
+        # Eqs. (12.2) and (12.3): the mean of the sum is the sum of the means, so pool all
+        # R c channels at once and add the R pooled splits.
+        s = squeeze(splits.flatten(1, 2)).unflatten(1, (self.radix, self.out_channels)).sum(dim=1)
         z = self.relu(self.reduce_norm(self.reduce(s)))  # eq. (12.4)
         scores = self.expand(z)  # eq. (12.5): channel order (cardinal group k, split r, channel j)
         n, k = scores.shape[0], self.groups
@@ -113,7 +112,7 @@ class SplitAttention(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The split weights ``a`` of eq. (12.6), shaped ``(n, R, c, 1, 1)``."""
         self._check_input(x)
-        return self._weights(self._splits(x).unbind(1))
+        return self._weights(self._splits(x))
 
     def named_maps(self, x: torch.Tensor, weights: torch.Tensor) -> list[tuple[str, torch.Tensor, tuple[str, ...]]]:
         """For the recorder: one map of split weights, dims (batch, branch, channel)."""
@@ -121,15 +120,9 @@ class SplitAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        # The R splits as views (n, c, h, w). Unbinding once lets the backward pass write
-        # the gradient of all splits as one tensor; indexing splits[:, r] would write a
-        # zero-filled tensor as large as all of them for every split.
-        splits = self._splits(x).unbind(1)
+        splits = self._splits(x)
         a = self._weights(splits)
-        out = rescale(splits[0], a[:, 0])  # eq. (12.7), one split at a time
-        for r in range(1, self.radix):
-            out += rescale(splits[r], a[:, r])  # in place: out is a fresh tensor of our own
-        return self.pool(out)
+        return self.pool(weighted_sum(splits, a))  # eq. (12.7)
 
     def equal_branches(self, x: torch.Tensor) -> torch.Tensor:
         """The output with every split weight set to ``1 / R`` (the ablation: attention off)."""

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from attention_lib.models import create_model
+from attention_lib.primitives import weighted_sum
 from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.split_attention import SplitAttention
 from module_checks import assert_same_in_channels_last
@@ -416,3 +417,63 @@ def test_resnest50d_needs_avd_and_the_resnet_d_backbone(resnest_pair):
 def test_resnest50d_parameter_count_is_the_official_27_5_million(resnest_pair):
     _, ours = resnest_pair
     assert math.isclose(sum(p.numel() for p in ours.parameters()) / 1e6, 27.5, abs_tol=0.05)
+
+
+# --- the speed-layer helper of eq. (12.7) ------------------------------------------------
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels-last"])
+@pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("radix", [1, 2, 4])
+def test_weighted_sum_is_the_sum_of_the_weighted_splits(channels_last, needs, radix):
+    torch.manual_seed(4)
+    u = torch.randn(2, radix * 6, 5, 4)
+    if channels_last:
+        u = u.to(memory_format=torch.channels_last)
+    leaves = [u.clone().requires_grad_(needs[0]), torch.rand(2, radix, 6, 1, 1).requires_grad_(needs[1])]
+    plain = [t.detach().clone().requires_grad_(need) for t, need in zip(leaves, needs)]
+    y = weighted_sum(leaves[0].unflatten(1, (radix, 6)), leaves[1])
+    expected = (plain[0].unflatten(1, (radix, 6)) * plain[1]).sum(dim=1)
+    torch.testing.assert_close(y, expected)
+    grad = torch.randn_like(expected)
+    ours = torch.autograd.grad(y, [t for t in leaves if t.requires_grad], grad)
+    theirs = torch.autograd.grad(expected, [t for t in plain if t.requires_grad], grad)
+    for mine, reference in zip(ours, theirs):
+        torch.testing.assert_close(mine, reference)
+    if needs[0]:
+        assert ours[0].is_contiguous(memory_format=torch.channels_last) == channels_last  # the layout of u
+
+
+def test_weighted_sum_gradcheck_double_backward_and_mixed_precision():
+    x = torch.randn(2, 3, 4, 5, 3, dtype=torch.float64, requires_grad=True)
+    a = torch.rand(2, 3, 4, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(weighted_sum, (x, a))
+    assert torch.autograd.gradgradcheck(weighted_sum, (x, a))
+    x16 = torch.randn(2, 2, 4, 3, 3, dtype=torch.bfloat16, requires_grad=True)  # bfloat16 splits, float32 weights
+    a32 = torch.rand(2, 2, 4, 1, 1, requires_grad=True)  # (as under CPU autocast)
+    weighted_sum(x16, a32).sum().backward()
+    assert x16.grad.dtype == torch.bfloat16 and a32.grad.dtype == torch.float32
+    torch.testing.assert_close(a32.grad, x16.float().sum(dim=(3, 4), keepdim=True).detach(), rtol=2e-2, atol=2e-2)
+
+
+def test_weighted_sum_writes_no_tensor_of_all_products():
+    """Forward and backward peak below the plain (x * a).sum(1), which writes the (n, R, ...)
+    product in the forward pass and two tensors of x's size in the backward pass."""
+    from attention_lib.benchmark.common import peak_bytes
+
+    x = torch.randn(4, 2, 16, 12, 10, requires_grad=True)
+    a = torch.rand(4, 2, 16, 1, 1, requires_grad=True)
+    grad = torch.randn(4, 16, 12, 10)
+    size = x.numel() * x.element_size()
+    ours = peak_bytes(lambda: weighted_sum(x, a).backward(grad))
+    plain = peak_bytes(lambda: (x * a).sum(dim=1).backward(grad))
+    x.grad = a.grad = None
+    assert ours <= 1.6 * size  # the gradient of x and the output (half of x), little more
+    assert plain >= ours + 0.9 * size  # the plain expression writes at least one more tensor of x's size
+
+
+def test_weighted_sum_refuses_shapes_that_do_not_fit():
+    with pytest.raises(ValueError, match=r"weighted_sum needs x of shape \(n, R, \.\.\.\)"):
+        weighted_sum(torch.randn(2, 2, 3, 4, 4), torch.rand(2, 3, 3, 1, 1))
+    with pytest.raises(ValueError, match="as many dimensions"):
+        weighted_sum(torch.randn(2, 2, 3, 4, 4), torch.rand(2, 2, 3))

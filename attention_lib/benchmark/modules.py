@@ -209,7 +209,9 @@ def _timm_coord(c: int) -> nn.Module:
 
 
 def _timm_split(c: int) -> nn.Module:
-    return _timm_layers().SplitAttn(c, c, radix=2, groups=1, rd_ratio=0.25, rd_divisor=8)
+    # norm_layer as in timm's ResNeSt: without it SplitAttn has no batch norms at all, and
+    # the comparison would time a unit with two fewer layers than ours.
+    return _timm_layers().SplitAttn(c, c, radix=2, groups=1, rd_ratio=0.25, rd_divisor=8, norm_layer=nn.BatchNorm2d)
 
 
 class PlainSimAM(nn.Module):
