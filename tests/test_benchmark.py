@@ -287,4 +287,4 @@ def test_renderer_module_table():
     meta = dict(common.provenance("python -m attention_lib.benchmark"), batch=16, load_average_before=None)
     table = view.module_ratio_table({"kind": "modules", "meta": meta, "rows": rows}, "eval")
     assert table.frame.to_dict("records") == [{"module": "SE", "against": "timm", "256×56² nchw": "0.61 ± 0.01",
-                                               "256×56² cl": "0.61 ± 0.01"}]
+                                               "256×56² cl": "0.61 ± 0.01", "peak memory (worst)": "0.67"}]

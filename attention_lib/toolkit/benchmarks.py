@@ -135,8 +135,8 @@ def overhead_figure(result: dict, mode: str = "train"):
 
 def module_ratio_table(result: dict, mode: str = "train") -> Table:
     """The module benchmark's ratios ours / reference (median ± IQR) for ``mode``, one row
-    per module, one column per stage shape and memory format, and our peak memory against
-    the reference's at the largest map."""
+    per module, one column per stage shape and memory format, and a last column with the
+    largest ratio of our peak memory to the reference's over those shapes and formats."""
     if result.get("kind") != "modules":
         raise ValueError("module_ratio_table needs a module result (python -m attention_lib.benchmark)")
     rows = [row for row in result["rows"] if row["mode"] == mode]
@@ -146,9 +146,14 @@ def module_ratio_table(result: dict, mode: str = "train") -> Table:
         short = "cl" if row["format"] == "channels_last" else "nchw"
         column = f"{row['channels']}×{row['size']}² {short}"
         record[column] = "–" if row["ratio"] is None else f"{row['ratio']:.2f} ± {row['ratio_iqr']:.2f}"
+    for name, record in records.items():
+        memory = [row["ours_peak"] / row["reference_peak"] for row in rows if row["module"] == name
+                  and row.get("ours_peak") is not None and row.get("reference_peak")]
+        record["peak memory (worst)"] = f"{max(memory):.2f}" if memory else "–"
     meta = result["meta"]
     what = "forward + backward" if mode == "train" else "inference forward (eval, no gradients)"
     caption = (f"Time of ours / time of the reference, {what}, batch {meta['batch']}, median ± IQR of "
-               f"per-round ratios (below 1: ours is faster; nchw = contiguous, cl = channels-last). "
+               f"per-round ratios (below 1: ours is faster; nchw = contiguous, cl = channels-last); peak "
+               f"memory: the largest ratio of our peak bytes to the reference's (at most 1: never more). "
                f"{provenance_text(result)}")
     return table(pd.DataFrame(list(records.values())), caption)
