@@ -14,7 +14,7 @@ import numbers
 import torch
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, pointwise, rescale, squeeze
+from attention_lib.primitives import attention_pool, bottleneck_width, pointwise, rescale, squeeze
 from attention_lib.validation import check_bool, check_feature_map
 
 __all__ = ["GlobalContext"]
@@ -96,8 +96,7 @@ class GlobalContext(nn.Module):
         """The global context ``sum_j alpha_j x_j`` of eq. (10.4), shaped ``(n, c, 1, 1)``."""
         if self.key is None:
             return squeeze(x)  # eq. (2.1): the mean, exactly as SE computes it
-        pooled = x.flatten(2) @ weights.flatten(2).transpose(1, 2)  # (n, c, hw) @ (n, hw, 1)
-        return pooled.unsqueeze(-1)  # eq. (10.4)
+        return attention_pool(x, weights)  # eq. (10.4): sum_j alpha_j x_j, one matrix product per image
 
     def transform(self, context: torch.Tensor) -> torch.Tensor:
         """``W_v2 ReLU(LN(W_v1 c))``, eq. (10.5), shaped ``(n, c, 1, 1)``."""

@@ -10,6 +10,7 @@ from torch import nn
 from attention_lib.analysis import ablate_attention
 from attention_lib.global_context import GlobalContext
 from attention_lib.models import create_model
+from attention_lib.primitives import attention_pool
 from attention_lib.recorder import AttentionRecorder, attention_modules
 from attention_lib.squeeze_excitation import SE
 
@@ -335,3 +336,29 @@ def test_paper_placement_does_not_take_gcresnet50t_weights(gcresnet50t_pair):
     assert "after the 3x3" in P.reason("gc")
     with pytest.raises(ValueError, match="SiLU"):
         P.parse("gcresnext50ts")
+
+
+# --- the speed-layer helper of eq. (10.4) ------------------------------------------------
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels-last"])
+def test_attention_pool_is_the_weighted_sum_over_positions(channels_last):
+    torch.manual_seed(5)
+    x = torch.randn(3, 8, 5, 6)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    weights = torch.rand(3, 1, 5, 6).requires_grad_()
+    plain_x, plain_w = x.detach().clone().requires_grad_(), weights.detach().clone().requires_grad_()
+    pooled = attention_pool(x, weights)
+    expected = (plain_x * plain_w).sum(dim=(2, 3), keepdim=True)
+    torch.testing.assert_close(pooled, expected)
+    grad = torch.randn_like(expected)
+    for mine, reference in zip(torch.autograd.grad(pooled, (x, weights), grad),
+                               torch.autograd.grad(expected, (plain_x, plain_w), grad)):
+        torch.testing.assert_close(mine, reference)
+
+
+def test_attention_pool_names_the_expected_weights_shape():
+    with pytest.raises(ValueError, match=r"weights must have shape \(n, 1, h, w\) = \(2, 1, 4, 4\)"):
+        attention_pool(torch.randn(2, 3, 4, 4), torch.rand(2, 3, 4, 4))
