@@ -390,6 +390,8 @@ def rescale_outer(x: torch.Tensor, a_h: torch.Tensor, a_w: torch.Tensor) -> torc
     return _RescaleOuter.apply(x, a_h, a_w)
 
 
+from attention_lib.validation import broadcasts_to
+
 __all__ += ["weighted_sum"]
 
 
@@ -431,17 +433,15 @@ def weighted_sum(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     time), without writing the ``R`` products: the forward pass writes one tensor of the
     output's size, the backward pass one of ``x``'s size (the gradient of ``x``).
     """
-    try:
-        fits = x.dim() >= 2 and a.dim() == x.dim() and torch.broadcast_shapes(x.shape, a.shape) == x.shape
-    except RuntimeError:  # shapes that do not broadcast at all
-        fits = False
-    if not fits:
+    if not (x.dim() >= 2 and a.dim() == x.dim() and broadcasts_to(x.shape, a.shape)):
         raise ValueError(f"weighted_sum needs x of shape (n, R, ...) and weights a with as many dimensions that "
                          f"broadcast to it, got x {tuple(x.shape)} and a {tuple(a.shape)}")
     if not (torch.is_grad_enabled() and (x.requires_grad or a.requires_grad)):  # inference: nothing to save
         return _accumulate(x, a)
     return _WeightedSum.apply(x, a)
 
+
+from attention_lib.validation import broadcasts_to
 
 __all__ += ["rescale_mean"]
 
@@ -492,11 +492,7 @@ def rescale_mean(x: torch.Tensor, gates: list[torch.Tensor] | tuple[torch.Tensor
     gates = tuple(gates)
     if not gates:
         raise ValueError("rescale_mean needs at least one gate")
-    try:
-        fits = torch.broadcast_shapes(x.shape, *(g.shape for g in gates)) == x.shape
-    except RuntimeError:  # shapes that do not broadcast at all
-        fits = False
-    if not fits:
+    if not broadcasts_to(x.shape, *(g.shape for g in gates)):
         raise ValueError(f"the gates {[tuple(g.shape) for g in gates]} must broadcast to x's shape {tuple(x.shape)}")
     if not (torch.is_grad_enabled() and (x.requires_grad or any(g.requires_grad for g in gates))):
         return _mean_of(gates, x).mul_(x)  # inference: nothing to save

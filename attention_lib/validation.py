@@ -12,7 +12,7 @@ import numbers
 
 import torch
 
-__all__ = ["check_int", "check_bool", "check_feature_map", "check_batch_statistics"]
+__all__ = ["check_int", "check_bool", "check_feature_map", "check_batch_statistics", "broadcasts_to"]
 
 
 def check_int(value: object, name: str, minimum: int | None = 1) -> int:
@@ -39,6 +39,14 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return value
+
+
+def broadcasts_to(shape: tuple[int, ...], *shapes: tuple[int, ...]) -> bool:
+    """Whether ``shapes`` broadcast together with ``shape`` to ``shape`` itself (so nothing grows)."""
+    try:
+        return torch.broadcast_shapes(shape, *shapes) == shape
+    except RuntimeError:  # shapes that do not broadcast at all
+        return False
 
 
 def check_feature_map(x: torch.Tensor, channels: int, module: str) -> None:
