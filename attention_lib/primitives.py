@@ -199,12 +199,33 @@ def conv_across_channels(layer: nn.Conv1d, z: torch.Tensor) -> torch.Tensor:
 __all__ += ["amax_pool"]  # the speed layer's names, extended by this chapter
 
 
+def _max_keepdim(x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
+    """``x.amax(dim, keepdim=True)`` by the faster of two kernels; the same values.
+
+    PyTorch's ``amax`` over one dimension whose entries lie fewer than 64 elements apart
+    in memory (the width or height of a contiguous map, its channels when it has under 64
+    pixels) runs 2-10 times slower (CPU, PyTorch 2.14, ResNet-50's stage shapes at batch
+    4 and 16) than halving: the elementwise maximum of the first and the last half of the
+    dimension, then of that result's halves, and so on. The halves overlap by one entry
+    when the length is odd, which a maximum does not mind; NaNs propagate as in ``amax``.
+    Channels-last maps keep :func:`reduce_keepdim`, which is fast for them.
+    """
+    axis = dim[0] % 4 if len(dim) == 1 and x.dim() == 4 else None
+    if axis is None or x.shape[axis] < 2 or x.stride(axis) >= 64 or _is_channels_last(x):
+        return reduce_keepdim(torch.amax, x, dim)
+    while x.shape[axis] > 1:
+        size = x.shape[axis]
+        half = (size + 1) // 2
+        x = torch.maximum(x.narrow(axis, 0, half), x.narrow(axis, size - half, half))
+    return x
+
+
 class _AmaxPool(torch.autograd.Function):
     """``x.amax(dim, keepdim=True)`` whose backward writes one full-size tensor, not four."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
-        y = reduce_keepdim(torch.amax, x, dim)
+        y = _max_keepdim(x, dim)
         ctx.dim = dim
         ctx.save_for_backward(x, y)
         return y
@@ -229,7 +250,7 @@ def amax_pool(x: torch.Tensor, dim: int | tuple[int, ...] = (2, 3)) -> torch.Ten
     """
     dim = (dim,) if isinstance(dim, int) else tuple(dim)
     if not (torch.is_grad_enabled() and x.requires_grad):  # inference: nothing to save
-        return reduce_keepdim(torch.amax, x, dim)
+        return _max_keepdim(x, dim)
     return _AmaxPool.apply(x, dim)
 
 

@@ -101,7 +101,7 @@ def test_helpers_support_double_backward():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-@pytest.mark.parametrize("dim", [(2, 3), 1])
+@pytest.mark.parametrize("dim", [(2, 3), 1, 2, 3, -1])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_amax_pool_is_bitwise_x_amax_with_ties(dtype, dim, channels_last):
     torch.manual_seed(0)
@@ -121,9 +121,29 @@ def test_amax_pool_is_bitwise_x_amax_with_ties(dtype, dim, channels_last):
     assert torch.equal(lean_grad.signbit(), plain_grad.signbit())  # even the signs of zeros
 
 
+@pytest.mark.parametrize("size", [(1, 9), (2, 3), (5, 8), (13, 56)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
+def test_amax_pool_over_one_spatial_dim_matches_amax_at_any_length(size, layout):
+    """The halving kernel (height or width alone): odd lengths, length 1, NaNs, any strides."""
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, *size)
+    x[0, 1, 0, 0] = float("nan")
+    x[1, 2] = 4.0  # a whole map of ties
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        x = x.transpose(2, 3)  # a view whose last dimension is not the innermost in memory
+    for dim in (2, 3):
+        with torch.no_grad():
+            lean = amax_pool(x, dim)
+        assert torch.equal(lean.nan_to_num(-99.0), x.amax(dim, keepdim=True).nan_to_num(-99.0))
+        assert lean.isnan().sum() == 1  # the NaN propagates to exactly its row or column
+        assert lean.data_ptr() != x.data_ptr()  # a new tensor even where the length is 1
+
+
 def test_amax_pool_gradcheck_and_double_backward():
-    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
-    for dim in ((2, 3), 1):
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    for dim in ((2, 3), 1, 2, 3):
         assert torch.autograd.gradcheck(lambda t: amax_pool(t, dim), (x,))
         assert torch.autograd.gradgradcheck(lambda t: amax_pool(t, dim), (x,))
 
