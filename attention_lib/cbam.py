@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from attention_lib.primitives import amax_pool, bottleneck_width, pointwise, rescale, squeeze
+from attention_lib.primitives import amax_pool, bottleneck_width, gate_conv, pointwise, rescale, squeeze
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["POOLS", "ChannelAttention", "SpatialAttention", "CBAM"]
@@ -135,7 +135,7 @@ class SpatialAttention(nn.Module):
         if self.batch_norm:
             check_batch_statistics(self.training, x, x.shape[0] * x.shape[2] * x.shape[3], "SpatialAttention")
         z = torch.cat([squeeze(x, dim=1), amax_pool(x, dim=1)], dim=1)  # eq. (4.6), (4.7)
-        return self.gate(self.norm(self.conv(z)))  # eq. (4.8)
+        return self.gate(self.norm(gate_conv(self.conv, z)))  # eq. (4.8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (4.9): the same map for every channel

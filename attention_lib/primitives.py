@@ -196,7 +196,7 @@ def conv_across_channels(layer: nn.Conv1d, z: torch.Tensor) -> torch.Tensor:
     return out.view(n, 1, -1)
 
 
-__all__ += ["amax_pool"]  # the speed layer's names, extended by this chapter
+__all__ += ["amax_pool", "gate_conv"]  # the speed layer's names, extended by this chapter
 
 
 def _max_keepdim(x: torch.Tensor, dim: tuple[int, ...]) -> torch.Tensor:
@@ -252,6 +252,54 @@ def amax_pool(x: torch.Tensor, dim: int | tuple[int, ...] = (2, 3)) -> torch.Ten
     if not (torch.is_grad_enabled() and x.requires_grad):  # inference: nothing to save
         return _max_keepdim(x, dim)
     return _AmaxPool.apply(x, dim)
+
+
+class _GateConv(torch.autograd.Function):
+    """A stride-1, ungrouped ``F.conv2d`` whose input gradient is itself a forward convolution."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(z, weight)
+        ctx.has_bias, ctx.padding, ctx.dilation = bias is not None, padding, dilation
+        return F.conv2d(z, weight, bias, 1, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        z, weight = ctx.saved_tensors
+        need_z, need_weight, need_bias = ctx.needs_input_grad[:3]
+        grad_z = grad_weight = grad_bias = None
+        if need_z:
+            # The adjoint of a stride-1 convolution: the kernel flipped in space with its
+            # input and output channels swapped, padded so that the size comes back.
+            flipped = weight.flip(2, 3).transpose(0, 1)
+            padding = [d * (k - 1) - p for d, k, p in zip(ctx.dilation, weight.shape[2:], ctx.padding)]
+            grad_z = F.conv2d(grad, flipped, None, 1, padding, ctx.dilation)
+        if need_weight or need_bias:
+            _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad, z, weight, [weight.shape[0]] if ctx.has_bias else None, [1, 1], list(ctx.padding),
+                list(ctx.dilation), False, [0, 0], 1, [False, need_weight, need_bias and ctx.has_bias])
+        return grad_z, grad_weight, grad_bias, None, None
+
+
+def gate_conv(layer: nn.Conv2d, z: torch.Tensor) -> torch.Tensor:
+    """``layer(z)`` for the small convolution of a gate (2 maps to 1 in CBAM and triplet attention).
+
+    Same values and gradients. PyTorch's backward pass computes the input gradient of such
+    a convolution 15-20 times slower (oneDNN, CPU, PyTorch 2.14: 4.2 ms against 0.26 ms
+    for a 7x7 kernel on four 256 x 28 maps) than the forward convolution that equals it:
+    the kernel flipped in space, its input and output channels swapped. Here the backward
+    pass runs that convolution. Layers with a stride, groups, non-zero padding modes or a
+    padding wider than the kernel, and autocast regions, take ``layer(z)``.
+    """
+    padding, dilation = layer.padding, layer.dilation
+    plain = (not (torch.is_grad_enabled() and (z.requires_grad or layer.weight.requires_grad))
+             or layer.stride != (1, 1) or layer.groups != 1 or layer.padding_mode != "zeros"
+             or isinstance(padding, str) or torch.is_autocast_enabled(z.device.type)
+             or any(p > d * (k - 1) for p, d, k in zip(padding, dilation, layer.kernel_size)))
+    if plain:
+        return layer(z)
+    return _GateConv.apply(z, layer.weight, layer.bias, tuple(padding), tuple(dilation))
 
 
 import functools

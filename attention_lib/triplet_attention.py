@@ -12,7 +12,7 @@ channels pooled (eq. 14.3-14.4). The input is rescaled by the average of the thr
 import torch
 from torch import nn
 
-from attention_lib.primitives import amax_pool, rescale_mean, squeeze
+from attention_lib.primitives import amax_pool, gate_conv, rescale_mean, squeeze
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["TripletGate", "TripletAttention"]
@@ -40,7 +40,7 @@ class TripletGate(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.norm(self.conv(z)))  # eq. (14.2)
+        return self.gate(self.norm(gate_conv(self.conv, z)))  # eq. (14.2)
 
 
 class TripletAttention(nn.Module):
