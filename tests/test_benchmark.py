@@ -244,6 +244,12 @@ def test_whole_model_rows_and_overheads(tiny_whole_model):
         assert (row["overhead"] is None) == (row["attention"] is None)
         if row["overhead"] is not None:
             assert row["overhead"] > -1 and row["overhead_iqr"] >= 0
+    flops = {row["model"]: row["flops"] for row in rows}
+    assert flops["ours plain"] == flops["timm plain"]  # the same ResNet-18
+    assert flops["ours se"] > flops["ours plain"] and flops["ours bam"] > flops["ours plain"]
+    se = next(row for row in rows if row["model"] == "ours se")
+    assert se["flops_added"] == pytest.approx(flops["ours se"] / flops["ours plain"] - 1)
+    assert all((row["flops_added"] is None) == (row["attention"] is None) for row in rows)
 
 
 def test_whole_model_time_budget_stops_the_rounds():
@@ -268,6 +274,11 @@ def test_renderer_tables_and_plot(tiny_whole_model, tmp_path):
                and r["format"] == "contiguous")
     assert se["overhead, contiguous"] == f"{100 * row['overhead']:+.1f} % ± {100 * row['overhead_iqr']:.1f}"
     assert frame[frame["attention"] == "bam"].iloc[0]["timm's overhead, channels-last"] == "–"
+    assert se["FLOPs added"] == f"{100 * row['flops_added']:+.1f} %"
+    assert frame.iloc[0]["FLOPs added"] == "–"  # the backbone adds nothing to itself
+    old = {"kind": "whole_model", "meta": meta, "rows": [{k: v for k, v in r.items() if not k.startswith("flops")}
+                                                         for r in tiny_whole_model["rows"]]}
+    assert set(view.whole_model_table(old, "train").frame["FLOPs added"]) == {"–"}  # results before the column
     assert "<table" in table._repr_html_()
     figure = view.overhead_figure(result, "eval")
     assert len(figure.axes) == 2 and [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["se", "bam"]

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attention_lib.benchmark.common import median_iqr
+from attention_lib.costs import model_flops
 from attention_lib.mechanisms import placeable
 from attention_lib.models import create_model
 
@@ -103,8 +104,10 @@ def run_models(arch: str = "resnet50", attentions: list[str] | None = None, batc
     """Time every model; returns ``{"models": [...], "rows": [...]}`` (see the module doc).
 
     One row per model, memory format and mode ("train", "eval"): median seconds and IQR,
-    images per second, and for an attention the overhead against its own family's plain
-    backbone (``overhead`` and ``overhead_iqr``, fractions: 0.10 is +10 %). ``max_minutes``
+    images per second, the forward FLOPs per image (``flops``, convolutions and matrix
+    products as PyTorch's counter counts them), and for an attention the overhead against
+    its own family's plain backbone (``overhead`` and ``overhead_iqr``, fractions: 0.10 is
+    +10 %) next to the FLOPs it adds (``flops_added``, a fraction of the backbone's). ``max_minutes``
     bounds the whole run: each format gets an equal share, and rounds stop when it is
     spent, even below ``min_rounds`` (the row says how many rounds it has).
     """
@@ -125,6 +128,8 @@ def run_models(arch: str = "resnet50", attentions: list[str] | None = None, batc
                 continue
             label = f"timm {attention or 'plain'}"
             models[label], family[label] = built, ("timm", attention)
+    flops = {label: model_flops(model, image_size) for label, model in models.items()}
+    plain_flops = {owner: flops[label] for label, (owner, attention) in family.items() if attention is None}
     x = torch.randn(batch, 3, image_size, image_size)
     y = torch.randint(0, 1000, (batch,))
     rows = []
@@ -172,7 +177,9 @@ def run_models(arch: str = "resnet50", attentions: list[str] | None = None, batc
             overhead = overheads.get((label, mode))
             rows.append({"model": label, "family": owner, "attention": attention, "format": memory_format,
                          "mode": mode, "rounds": len(values), "seconds": median, "iqr_seconds": iqr,
-                         "images_per_second": batch / median,
+                         "images_per_second": batch / median, "flops": flops[label],
+                         "flops_added": (flops[label] / plain_flops[owner] - 1
+                                         if attention is not None and owner in plain_flops else None),
                          "overhead": overhead[0] if overhead else None,
                          "overhead_iqr": overhead[1] if overhead else None})
     return {"arch": arch, "batch": batch, "image_size": image_size, "target_iqr": target_iqr,

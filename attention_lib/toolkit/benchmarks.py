@@ -78,6 +78,9 @@ def whole_model_table(result: dict, mode: str = "train") -> Table:
     records = []
     for attention in attentions:
         record = {"attention": attention or "none (plain backbone)"}
+        added = next((row.get("flops_added") for row in rows
+                      if row["family"] == "ours" and row["attention"] == attention), None)
+        record["FLOPs added"] = "–" if added is None else f"{100 * added:+.1f} %"
         for memory_format in formats:
             ours, theirs = lookup.get(("ours", attention, memory_format)), lookup.get(("timm", attention, memory_format))
             label = "channels-last" if memory_format == "channels_last" else "contiguous"
@@ -90,7 +93,9 @@ def whole_model_table(result: dict, mode: str = "train") -> Table:
     what = "training step (forward, loss, backward)" if mode == "train" else "inference (eval mode, no gradients)"
     caption = (f"{meta['arch']}, {what}, batch {meta['batch']} at {meta['image_size']} px: median time and "
                f"overhead over the plain backbone (median ± IQR of the per-round ratios, "
-               f"{_rounds(rows)} rounds). {provenance_text(result)}")
+               f"{_rounds(rows)} rounds), next to the forward FLOPs the attention adds (convolutions and "
+               f"matrix products, PyTorch's counter; – where the result predates that column). "
+               f"{provenance_text(result)}")
     return table(pd.DataFrame(records), caption, formats={column: "{:.1f}" for column in records[0]
                                                            if column.endswith("(ms)")} if records else None)
 
