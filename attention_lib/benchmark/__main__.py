@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = run(args.batch, QUICK_STAGES if args.quick else RESNET50_STAGES, args.device,
                    1 if args.quick else args.warmup, 2 if args.quick else args.repeats, args.amp, formats, modes,
                    modules=_names(args.modules), profile=args.profile,
-                   min_seconds=0.0 if args.quick else args.min_time, memory=not args.no_memory)
+                   min_seconds=0.0 if args.quick else args.min_time, memory=not args.no_memory,
+                   progress=True)
         meta.update({"batch": args.batch, "warmup": args.warmup, "repeats": args.repeats, "min_time_s": args.min_time,
                      "amp": args.amp, "modes": list(modes)})
         print(format_table(rows))

@@ -59,11 +59,13 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from attention_lib.bam import BAM
 from attention_lib.benchmark.common import interleaved_times, median_iqr, peak_bytes, ratio_stats
@@ -354,7 +356,8 @@ def selected_cases(names: list[str] | None) -> list[Case]:
 def run(batch: int = 16, stages: list[tuple[int, int]] | None = None, device: str = "cpu",
         warmup: int = 3, repeats: int = 10, amp: bool = False, formats: tuple[str, ...] = FORMATS,
         modes: tuple[str, ...] = MODES, seed: int = 0, modules: list[str] | None = None,
-        profile: bool = False, min_seconds: float = 0.0, memory: bool = True) -> list[dict]:
+        profile: bool = False, min_seconds: float = 0.0, memory: bool = True,
+        progress: bool = False) -> list[dict]:
     """One row (a dict) per case, shape, memory format and mode.
 
     Times are medians over the rounds (``repeats`` at least, more until each module has
@@ -363,45 +366,48 @@ def run(batch: int = 16, stages: list[tuple[int, int]] | None = None, device: st
     :func:`activation_bytes` (training only), both in units of the input's size. Where
     there is no reference its fields are ``None``. With ``profile``, rows whose ratio is
     above :data:`TARGET` get ``ours_top`` and ``reference_top`` (:func:`top_operators`).
+    ``progress`` shows a progress bar (on stderr), one step per row.
     """
     stages = stages or RESNET50_STAGES
     rows = []
-    for case in selected_cases(modules):
-        for channels, size in stages:
-            for memory_format in formats:
-                layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
-                for mode in modes:
-                    torch.manual_seed(seed)
-                    x = torch.randn(batch, channels, size, size, device=device).to(memory_format=layout)
-                    x.requires_grad_(mode == "train")
-                    factories = {"ours": case.ours, "reference": case.reference}
-                    built = {label: factory(channels).to(device).to(memory_format=layout).train(mode == "train")
-                             for label, factory in factories.items() if factory is not None}
-                    steps = {label: _step(module, x, mode, amp) for label, module in built.items()}
-                    times = interleaved_times(steps, warmup, repeats, min_seconds, device_type=x.device.type)
-                    row = {"module": case.name, "reference": case.reference_name if case.reference else None,
-                           "channels": channels, "size": size, "batch": batch, "format": memory_format,
-                           "mode": mode, "rounds": len(times["ours"])}
-                    size_bytes = x.numel() * x.element_size()
-                    for label in factories:
-                        if label not in built:
-                            for field in ("ms", "iqr_ms", "peak", "saved"):
-                                row[f"{label}_{field}"] = None
-                            continue
-                        median, iqr = median_iqr(times[label])
-                        row[f"{label}_ms"], row[f"{label}_iqr_ms"] = median * 1e3, iqr * 1e3
-                        row[f"{label}_peak"] = (pass_peak(built[label], x, mode, amp) / size_bytes
-                                                if memory and device == "cpu" else None)
-                        row[f"{label}_saved"] = (activation_bytes(built[label], x) / size_bytes
-                                                 if memory and mode == "train" else None)
-                    if "reference" in built:
-                        row["ratio"], row["ratio_iqr"] = ratio_stats(times["ours"], times["reference"])
-                    else:
-                        row["ratio"] = row["ratio_iqr"] = None
-                    if profile and row["ratio"] is not None and row["ratio"] > TARGET:
-                        for label, module in built.items():
-                            row[f"{label}_top"] = top_operators(module, x, mode, amp=amp)
-                    rows.append(row)
+    cases = selected_cases(modules)
+    grid = [(case, channels, size, memory_format, mode) for case in cases for channels, size in stages
+            for memory_format in formats for mode in modes]
+    bar = tqdm(grid, desc="module benchmark", unit="row", disable=not progress, file=sys.stderr)
+    for case, channels, size, memory_format, mode in bar:
+        bar.set_postfix_str(f"{case.name} {channels}x{size}² {memory_format} {mode}", refresh=False)
+        layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+        torch.manual_seed(seed)
+        x = torch.randn(batch, channels, size, size, device=device).to(memory_format=layout)
+        x.requires_grad_(mode == "train")
+        factories = {"ours": case.ours, "reference": case.reference}
+        built = {label: factory(channels).to(device).to(memory_format=layout).train(mode == "train")
+                 for label, factory in factories.items() if factory is not None}
+        steps = {label: _step(module, x, mode, amp) for label, module in built.items()}
+        times = interleaved_times(steps, warmup, repeats, min_seconds, device_type=x.device.type)
+        row = {"module": case.name, "reference": case.reference_name if case.reference else None,
+               "channels": channels, "size": size, "batch": batch, "format": memory_format,
+               "mode": mode, "rounds": len(times["ours"])}
+        size_bytes = x.numel() * x.element_size()
+        for label in factories:
+            if label not in built:
+                for field in ("ms", "iqr_ms", "peak", "saved"):
+                    row[f"{label}_{field}"] = None
+                continue
+            median, iqr = median_iqr(times[label])
+            row[f"{label}_ms"], row[f"{label}_iqr_ms"] = median * 1e3, iqr * 1e3
+            row[f"{label}_peak"] = (pass_peak(built[label], x, mode, amp) / size_bytes
+                                    if memory and device == "cpu" else None)
+            row[f"{label}_saved"] = (activation_bytes(built[label], x) / size_bytes
+                                     if memory and mode == "train" else None)
+        if "reference" in built:
+            row["ratio"], row["ratio_iqr"] = ratio_stats(times["ours"], times["reference"])
+        else:
+            row["ratio"] = row["ratio_iqr"] = None
+        if profile and row["ratio"] is not None and row["ratio"] > TARGET:
+            for label, module in built.items():
+                row[f"{label}_top"] = top_operators(module, x, mode, amp=amp)
+        rows.append(row)
     return rows
 
 
