@@ -58,11 +58,12 @@ def reduce_keepdim(reduction, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Te
 
     PyTorch reduces the height or width of a channels-last tensor 10-30 times slower than
     the same reduction of its ``(n, h, w, c)`` view (measured on a CPU, PyTorch 2.14), so a
-    channels-last ``x`` is reduced through that view; the result has the usual
-    ``(n, c, h, w)`` dimensions and the same values (the same numbers added in the same
-    order along the reduced dimensions).
+    channels-last ``x`` whose height or width (not both) is reduced goes through that
+    view; the result has the usual ``(n, c, h, w)`` dimensions and the same values (the
+    same numbers added in the same order along the reduced dimensions). Reductions over
+    both, such as global pooling, are as fast directly, and take no detour.
     """
-    if _is_channels_last(x) and dim != (1,):
+    if _is_channels_last(x) and len({d % 4 for d in dim} & {2, 3}) == 1:
         nhwc = (0, 2, 3, 1)  # dimension i of the view is dimension nhwc[i] of x
         moved = tuple(nhwc.index(d % 4) for d in dim)
         return reduction(x.permute(nhwc), dim=moved, keepdim=True).permute(0, 3, 1, 2)
