@@ -197,6 +197,8 @@ def conv_across_channels(layer: nn.Conv1d, z: torch.Tensor) -> torch.Tensor:
     return out.view(n, 1, -1)
 
 
+import torch.nn.functional as F
+
 __all__ += ["amax_pool", "gate_conv"]  # the speed layer's names, extended by this chapter
 
 
