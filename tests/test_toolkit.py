@@ -237,3 +237,59 @@ def test_the_section_shows_a_committed_real_run(tmp_path, monkeypatch):
     html = shown[0]._repr_html_()
     assert "NVIDIA T4" in html and "0.5000" in html and "2026-12-01" in html
     assert T.recorded_run("resnet50", "eca", tmp_path) is None
+
+
+# --- spatial attention on pasted digits: box_contrast_table and plot_digit_maps -------------
+
+
+def test_box_contrast_reads_the_maps_inside_and_outside_the_boxes():
+    boxes = torch.zeros(2, 8, 8, dtype=torch.bool)
+    boxes[:, 2:6, 2:6] = True
+    maps = torch.where(boxes, 0.9, 0.3)
+    assert T.box_contrast(maps, boxes) == pytest.approx((0.9, 0.3))
+    # At half the resolution each map position covers 2x2 canvas pixels: the box becomes 1:3.
+    small = torch.full((2, 4, 4), 0.2)
+    small[:, 1:3, 1:3] = 0.8
+    assert T.box_contrast(small, boxes) == pytest.approx((0.8, 0.2))
+    with pytest.raises(ValueError, match=r"maps must be \(n, h, w\)"):
+        T.box_contrast(maps[None], boxes)
+    with pytest.raises(ValueError, match="same n"):
+        T.box_contrast(maps[:1], boxes)
+
+
+def test_box_contrast_table_has_a_row_per_block_and_state():
+    boxes = torch.zeros(3, 8, 8, dtype=torch.bool)
+    boxes[:, :4] = True
+    flat = {"stage 1": torch.full((3, 8, 8), 0.5), "stage 2": torch.full((3, 4, 4), 0.5)}
+    trained = {"stage 1": torch.where(boxes, 0.8, 0.2), "stage 2": torch.where(boxes[:, ::2, ::2], 0.6, 0.3)}
+    result = T.box_contrast_table(flat, trained, boxes, block="X block", quantity="A", caption="a caption")
+    records = result.frame.to_dict("records")
+    assert [(r["X block"], r["weights"]) for r in records] == [
+        ("stage 1", "at initialisation"), ("stage 1", "trained"), ("stage 2", "at initialisation"), ("stage 2", "trained")]
+    assert records[1]["mean A inside the digit's box"] == pytest.approx(0.8)
+    assert records[1]["mean A outside"] == pytest.approx(0.2)
+    assert records[1]["inside / outside"] == pytest.approx(4.0)
+    assert records[3]["inside / outside"] == pytest.approx(2.0)
+    assert records[0]["inside / outside"] == pytest.approx(1.0)
+    assert "<table" in result._repr_html_() and "a caption" in result._repr_html_()
+
+
+def test_plot_digit_maps_shows_digits_predictions_and_one_row_per_block():
+    images = torch.rand(5, 1, 12, 12)
+    labels = torch.tensor([3, 1, 4, 1, 5])
+    maps = {"stage 1": torch.rand(5, 12, 12), "stage 2": torch.rand(5, 6, 6) * 3 - 1}
+    model = ConstantClassifier(7)  # predicts 7 for every image
+    figure = T.plot_digit_maps(model, images, labels, maps, name="A", colorbar_label="A", title="a title", count=4)
+    grid = [axis for axis in figure.axes if axis.get_title()]
+    assert len(grid) == 3 * 4
+    titles = [axis.get_title() for axis in grid]
+    assert titles[:2] == ["label 3, predicted 7", "label 1, predicted 7"] and titles.count("A, stage 2") == 4
+    colorbar = figure.axes[-1]
+    assert colorbar.get_ylabel() == "A" and figure._suptitle.get_text() == "a title"
+    overlay = grid[4 + 4].images[1]  # the first digit's stage-2 map drawn over it
+    assert overlay.get_array().shape == (12, 12) and overlay.get_clim() == (0.0, 1.0)
+    shared = T.plot_digit_maps(model, images, labels, maps, name="A", colorbar_label="A", title="t", count=4, scale=None)
+    low = min(m[:4].min().item() for m in maps.values())
+    high = max(m[:4].max().item() for m in maps.values())
+    assert [axis for axis in shared.axes if axis.get_title()][8].images[1].get_clim() == pytest.approx((low, high))
+    plt.close("all")

@@ -13,7 +13,10 @@ shares:
 * :func:`digits_network` is the two-stage residual network of the SE and ECA chapters,
   with any attention module on each residual branch before the addition;
 * :func:`digits_experiment` trains several networks on the same data in the same order
-  from the same seed, and reports held-out accuracy, parameters and time.
+  from the same seed, and reports held-out accuracy, parameters and time;
+* :func:`box_contrast_table` and :func:`plot_digit_maps` read spatial attention on
+  pasted digits: how much more weight lies inside the digit's box than on the blank
+  canvas, and the maps over a few held-out digits.
 
 Training uses one CPU thread: for tensors this small more threads cost more than they
 save, and on a machine shared with other jobs they wait for each other.
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -36,7 +40,7 @@ from attention_lib.recorder import attention_modules
 from attention_lib.toolkit.display import table
 
 __all__ = ["HELD_OUT", "Digits", "load_digits", "paste", "ResidualBlock", "digits_network", "DigitsRun",
-           "DigitsResult", "digits_experiment"]
+           "DigitsResult", "digits_experiment", "box_contrast", "box_contrast_table", "plot_digit_maps"]
 
 #: Digits held out from training (20 % of the 1,797).
 HELD_OUT = 360
@@ -256,3 +260,65 @@ def digits_experiment(models: Mapping[str, Callable[[], nn.Module]], train: tupl
             runs[name] = DigitsRun(name, model.eval(), history[-1], history, seconds,
                                    sum(p.numel() for p in model.parameters()), attention)
     return DigitsResult(runs, epochs, seed, len(train_y), optimiser)
+
+
+def box_contrast(maps: torch.Tensor, boxes: torch.Tensor) -> tuple[float, float]:
+    """Mean of ``maps`` ``(n, h, w)`` inside and outside the digits' boxes ``(n, H, W)``.
+
+    The boxes (where :func:`load_digits` pasted each digit on its canvas) are resized to
+    the maps' resolution by area: a map position counts as inside when more than half of
+    the canvas pixels it covers are.
+    """
+    if maps.dim() != 3 or boxes.dim() != 3 or maps.shape[0] != boxes.shape[0]:
+        raise ValueError(f"maps must be (n, h, w) and boxes (n, H, W) for the same n, got {tuple(maps.shape)} "
+                         f"and {tuple(boxes.shape)}")
+    inside = F.interpolate(boxes[:, None].float(), size=maps.shape[-2:], mode="area")[:, 0] > 0.5
+    return maps[inside].mean().item(), maps[~inside].mean().item()
+
+
+def box_contrast_table(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor], boxes: torch.Tensor,
+                       block: str, quantity: str, caption: str):
+    """Table: per block (``before``/``after``: block name -> maps ``(n, h, w)`` at
+    initialisation and after training) the mean of ``quantity`` inside the digits' boxes,
+    outside them, and their ratio (:func:`box_contrast`)."""
+    rows = []
+    for name in after:
+        for when, maps in (("at initialisation", before), ("trained", after)):
+            inside, outside = box_contrast(maps[name], boxes)
+            rows.append({block: name, "weights": when, f"mean {quantity} inside the digit's box": inside,
+                         f"mean {quantity} outside": outside, "inside / outside": inside / outside})
+    return table(pd.DataFrame(rows), caption, formats={f"mean {quantity} inside the digit's box": "{:.3f}",
+                                                      f"mean {quantity} outside": "{:.3f}",
+                                                      "inside / outside": "{:.2f}"})
+
+
+def plot_digit_maps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, maps: Mapping[str, torch.Tensor],
+                    name: str, colorbar_label: str, title: str, count: int = 8,
+                    scale: tuple[float, float] | None = (0.0, 1.0)):
+    """A figure: ``count`` held-out digits (top row, with label and ``model``'s prediction)
+    and, in one row per entry of ``maps`` (block name -> ``(n, h, w)``), that block's map
+    upsampled bilinearly onto the digit. ``scale`` is the colour scale (``None``: one
+    scale from the smallest to the largest value shown)."""
+    count = min(count, len(images))
+    with torch.no_grad():
+        predictions = model(images[:count]).argmax(1)
+    if scale is None:
+        scale = (min(m[:count].min().item() for m in maps.values()), max(m[:count].max().item() for m in maps.values()))
+    figure, axes = plt.subplots(1 + len(maps), count, figsize=(13, 1.8 * (1 + len(maps))), layout="constrained",
+                                squeeze=False)
+    for column in range(count):
+        digit = images[column, 0]
+        axes[0, column].imshow(digit.numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[0, column].set_title(f"label {labels[column].item()}, predicted {predictions[column].item()}", fontsize=8)
+        for row, (block, block_maps) in enumerate(maps.items(), start=1):
+            upsampled = F.interpolate(block_maps[column][None, None], size=digit.shape, mode="bilinear",
+                                      align_corners=False)[0, 0]
+            axes[row, column].imshow(digit.numpy(), cmap="gray", vmin=0, vmax=1)
+            shown = axes[row, column].imshow(upsampled.numpy(), cmap="viridis", alpha=0.65, vmin=scale[0],
+                                             vmax=scale[1])
+            axes[row, column].set_title(f"{name}, {block}", fontsize=8)
+    for axis in axes.flat:
+        axis.axis("off")
+    figure.colorbar(shown, ax=axes[1:, :], fraction=0.02, label=colorbar_label)
+    figure.suptitle(title, fontsize=10)
+    return figure
