@@ -99,16 +99,11 @@ class NonLocal(nn.Module):
     def _weights(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         theta = self.theta(x).flatten(2)  # (n, d, hw): one query per position
         phi = self.phi(keys).flatten(2)  # (n, d, N)
-        factor = 1.0 / phi.shape[-1] if self.variant == "dot_product" else self.scale  # eq. (9.4) or (9.7)
-        # The factor multiplies the smaller of the (n, d, N) keys and the (n, hw, N) product
-        # (the same matrix either way): the keys while there are more positions than
-        # channels, the product, in place, in the coarse stages.
-        if theta.shape[-1] >= theta.shape[1]:
-            scores = theta.transpose(1, 2) @ (phi * factor)  # theta(x_i)^T phi(x_j) times the factor
-        else:
-            scores = (theta.transpose(1, 2) @ phi).mul_(factor)
+        # The constant factors multiply the small (n, d, N) embeddings, not the (n, hw, N)
+        # product: the same matrix, without a second tensor of its size.
         if self.variant == "dot_product":
-            return scores  # eq. (9.4): divided by N, no softmax
+            return theta.transpose(1, 2) @ (phi / phi.shape[-1])  # theta(x_i)^T phi(x_j) / N, eq. (9.4)
+        scores = theta.transpose(1, 2) @ (phi * self.scale)  # theta(x_i)^T phi(x_j) times eq. (9.7)'s factor
         return scores.softmax(dim=-1)  # eq. (9.5): each row sums to 1
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
