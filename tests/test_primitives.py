@@ -256,8 +256,11 @@ def test_gate_conv_gives_the_layers_values_and_gradients(kernel_size, padding, d
     torch.manual_seed(0)
     layer = nn.Conv2d(2, 1, kernel_size, padding=padding, dilation=dilation, bias=bias).double()
     z = torch.randn(3, 2, 11, 9, dtype=torch.float64)
-    if channels_last:
+    if channels_last:  # a network converted to channels-last: its kernels are channels-last too
         z = z.contiguous(memory_format=torch.channels_last)
+        layer = layer.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(gate_conv(layer, z), layer(z), rtol=0, atol=1e-12)  # the inference path
     z.requires_grad_(True)
     ours, plain = gate_conv(layer, z), layer(z)
     assert torch.allclose(ours, plain, rtol=0, atol=1e-12)
