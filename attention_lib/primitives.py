@@ -263,15 +263,16 @@ class _GateConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
-        z, weight = z.contiguous(), weight.contiguous()  # see gate_conv: never channels-last
         ctx.save_for_backward(z, weight)
         ctx.has_bias, ctx.padding, ctx.dilation = bias is not None, padding, dilation
-        return F.conv2d(z, weight, bias, 1, padding, dilation)
+        # The contiguous layout, even for channels-last tensors: see gate_conv.
+        return F.conv2d(z.contiguous(), weight.contiguous(), bias, 1, padding, dilation)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         z, weight = ctx.saved_tensors
-        grad = grad.contiguous()
+        # Copied here, not in forward, so that a double backward still reaches z and weight.
+        z, weight, grad = z.contiguous(), weight.contiguous(), grad.contiguous()
         need_z, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_z = grad_weight = grad_bias = None
         if need_z:

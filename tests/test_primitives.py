@@ -270,15 +270,18 @@ def test_gate_conv_gives_the_layers_values_and_gradients(kernel_size, padding, d
         assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-def test_gate_conv_gradcheck_and_double_backward():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gate_conv_gradcheck_and_double_backward(channels_last):
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     layer = nn.Conv2d(2, 1, 3, padding=2, dilation=2, bias=True).double()
-    z = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(2, 2, 6, 5, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
 
     def f(t, weight, bias):
         layer.weight, layer.bias = weight, bias
         return gate_conv(layer, t)
 
-    weight = nn.Parameter(layer.weight.detach().clone())
+    # A channels-last kernel is copied to the contiguous layout: double backward must still reach it.
+    weight = nn.Parameter(layer.weight.detach().clone().contiguous(memory_format=layout))
     bias = nn.Parameter(layer.bias.detach().clone())
     assert torch.autograd.gradcheck(f, (z, weight, bias))
     assert torch.autograd.gradgradcheck(f, (z, weight, bias))
