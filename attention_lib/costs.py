@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from attention_lib.primitives import as_declared
+
 __all__ = ["count_parameters", "count_flops", "model_flops", "one_thread", "time_forward"]
 
 
@@ -34,12 +36,15 @@ def count_flops(module: nn.Module, input_shape: tuple[int, ...], device: str | t
 
     On the default ``meta`` device nothing is computed (a copy of ``module`` is moved
     there), so even a whole network at 224 pixels is counted in a fraction of a second.
+    Layers count as declared (:func:`attention_lib.primitives.as_declared`): a depthwise
+    1x1 convolution counts its multiply-adds even where the speed layer applies it as an
+    element-wise product.
     """
     device = torch.device(device)
     was_training = module.training
     counted = copy.deepcopy(module).to(device) if device.type == "meta" else module
     counted.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), as_declared(), FlopCounterMode(display=False) as counter:
         counted(torch.zeros(input_shape, device=device))
     module.train(was_training)
     return counter.get_total_flops()

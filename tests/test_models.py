@@ -9,7 +9,7 @@ from torch import nn
 
 from attention_lib.bam import BAM
 from attention_lib.cbam import CBAM
-from attention_lib.efficient_channel_attention import ECA
+from attention_lib.efficient_channel_attention import ECA, SEVar2
 from attention_lib.gather_excite import GatherExcite
 from attention_lib.selective_kernel import SelectiveKernel
 from attention_lib.squeeze_excitation import SE
@@ -96,6 +96,9 @@ def test_flops_are_counted_by_pytorch():
     assert next(model.parameters()).device.type == "cpu"  # counted on a meta copy; the model is untouched
     assert count_flops(nn.Conv2d(8, 16, 3, bias=False), (2, 8, 10, 10)) == 2 * 2 * 16 * 8 * 9 * 8 * 8
     assert count_flops(nn.Conv2d(8, 16, 1), (1, 8, 4, 4), device="cpu") == 2 * 16 * 8 * 16
+    # a depthwise 1x1 layer counts its multiply-adds on any device, though it runs as a product
+    for device in ("meta", "cpu"):
+        assert count_flops(SEVar2(8), (2, 8, 4, 4), device=device) == 2 * 2 * 8
 
 
 def test_time_forward_reports_median_and_spread_per_callable():

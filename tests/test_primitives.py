@@ -4,14 +4,17 @@ Each primitive must give the same values and gradients as the plain PyTorch expr
 replaces, bit for bit where the arithmetic is the same.
 """
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
 from attention_lib.primitives import (
-    _Squeeze, amax_pool, bottleneck_width, conv_across_channels, gate_conv, mean_pool, pointwise, reduce_keepdim,
+    _kernels, _Squeeze, amax_pool, as_declared, bottleneck_width, conv_across_channels, gate_conv, mean_pool, pointwise, reduce_keepdim,
     rescale, rescale_nearest, squeeze,
 )
 
@@ -35,9 +38,30 @@ def test_pooling_is_bitwise_x_mean(pool, dtype, dim, channels_last):
     x.requires_grad_(True)
     dims = (dim,) if isinstance(dim, int) else dim
     lean, plain = pool(x, dim), x.mean(dim=dims, keepdim=True)
-    assert torch.equal(lean, plain)
+    if channels_last and dims == (2, 3) and pool is squeeze:
+        # squeeze's forward runs without autograd: the average-pooling kernel, which adds
+        # the same numbers in another order (see the inference test below)
+        torch.testing.assert_close(lean, plain)
+    else:
+        assert torch.equal(lean, plain)
     grad = torch.randn_like(plain)
     assert torch.equal(_grads(lean, x, grad)[0], _grads(plain, x, grad)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("pool", [squeeze, mean_pool], ids=["squeeze", "mean_pool"])
+def test_global_mean_of_a_channels_last_map_without_gradients_is_average_pooling(pool, dtype):
+    torch.manual_seed(1)
+    x = torch.randn(3, 16, 9, 7, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fast = pool(x)
+    assert torch.equal(fast, F.avg_pool2d(x, (9, 7)))  # the pooling kernel ran
+    torch.testing.assert_close(fast, x.mean(dim=(2, 3), keepdim=True))
+    assert fast.shape == (3, 16, 1, 1)
+    # the contiguous layout, or a mean that autograd differentiates, stays x.mean itself
+    with torch.no_grad():
+        assert torch.equal(pool(x.contiguous()), x.contiguous().mean(dim=(2, 3), keepdim=True))
+    assert torch.equal(mean_pool(x.requires_grad_()), x.mean(dim=(2, 3), keepdim=True))
 
 
 def test_squeeze_backward_is_a_broadcast_view():
@@ -223,15 +247,40 @@ def test_pointwise_on_maps_and_other_layers():
         assert torch.equal(pointwise(other, z), other(z))
 
 
-def test_pointwise_is_faster_than_the_convolution_kernel():
+def test_pointwise_applies_a_depthwise_layer_as_a_product_and_counts_it_as_declared():
+    torch.manual_seed(0)
+    layer = nn.Conv2d(16, 16, 1, groups=16, bias=True)
+    z = torch.randn(3, 16, 1, 1)
+    with FlopCounterMode(display=False) as counter:
+        out = pointwise(layer, z)
+    assert counter.get_total_flops() == 0  # an element-wise product: invisible to the counter
+    torch.testing.assert_close(out, layer(z))
+    with as_declared(), FlopCounterMode(display=False) as counter:
+        declared = pointwise(layer, z)
+    assert torch.equal(declared, layer(z))  # the layer itself
+    assert counter.get_total_flops() == 2 * 3 * 16
+    with pytest.raises(RuntimeError, match="inside"), as_declared():
+        raise RuntimeError("inside")
+    assert not _kernels.declared  # restored, even after an error
+    seen = []
+    with as_declared():
+        other = threading.Thread(target=lambda: seen.append(_kernels.declared))
+        other.start()
+        other.join()
+    assert seen == [False]  # another thread keeps the fast kernels
+
+
+@pytest.mark.parametrize("layer", [nn.Conv2d(2048, 128, 1), nn.Conv2d(2048, 2048, 1, groups=2048, bias=False)],
+                         ids=["dense", "depthwise"])
+def test_pointwise_is_faster_than_the_convolution_kernel(layer):
     # The reason it exists, measured in alternation (robust to load): forward + backward of
-    # SE's first layer at 2048 channels, batch 16, one thread.
+    # SE's first layer (dense) and SE-Var-2's layer (depthwise) at 2048 channels, batch 16,
+    # one thread.
     import time
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        layer = nn.Conv2d(2048, 128, 1)
         z = torch.randn(16, 2048, 1, 1, requires_grad=True)
         times = {"ours": [], "plain": []}
         for _ in range(30):
