@@ -54,16 +54,19 @@ class SimAM(nn.Module):
         """``1 / e*`` of eq. (13.7) for every neuron, shaped like ``x``."""
         check_feature_map(x, x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 4 else 1, "SimAM")
         others = max(x.shape[2] * x.shape[3] - 1, 1)  # M - 1 of eq. (13.6); a 1x1 map has a zero sum
-        distance = (x - mean_pool(x)).square()  # (t - mean)^2, with the mean of eq. (13.6)
+        distance = (x - mean_pool(x)).square_()  # (t - mean)^2 with the mean of eq. (13.6), squared in place
         variance = distance.sum(dim=(2, 3), keepdim=True) / others  # eq. (13.6)
-        return distance / (4 * (variance + self.e_lambda)) + 0.5  # eq. (13.7)
+        return (distance * (0.25 / (variance + self.e_lambda))).add_(0.5)  # eq. (13.7)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The weights ``sigmoid(1 / e*)`` of eq. (13.8), shaped ``(n, c, h, w)``."""
         return torch.sigmoid(self.inverse_energy(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.attention(x)  # eq. (13.8)
+        inverse_energy = self.inverse_energy(x)  # checks x
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x * torch.sigmoid(inverse_energy)  # eq. (13.8)
+        return inverse_energy.sigmoid_().mul_(x)  # eq. (13.8) at inference, in the memory of 1/e*
 
     def extra_repr(self) -> str:
         return f"e_lambda={self.e_lambda:g}"
