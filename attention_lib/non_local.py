@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attention_lib.primitives import add_residual
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["NonLocal", "VARIANTS"]
@@ -129,7 +130,7 @@ class NonLocal(nn.Module):
         # Eq. (9.1) as (n, hw, N) @ (n, N, d): the gradient of the weights then comes out in
         # the weights' own layout, which the softmax's backward needs, instead of transposed.
         y = (weights @ values.transpose(1, 2)).transpose(1, 2).reshape(n, self.width, h, w)
-        return x + self.norm(self.out(y))  # eq. (9.6)
+        return add_residual(self.norm(self.out(y)), x)  # eq. (9.6): BN(W_z y) + x
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, width={self.width}, variant={self.variant!r}, "

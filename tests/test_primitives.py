@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
 from attention_lib.primitives import (
-    _kernels, _Squeeze, amax_pool, as_declared, bottleneck_width, conv_across_channels, gate_conv, mean_pool, pointwise, reduce_keepdim,
+    _kernels, _Squeeze, add_residual, amax_pool, as_declared, bottleneck_width, conv_across_channels, gate_conv, mean_pool, pointwise, reduce_keepdim,
     rescale, rescale_nearest, squeeze,
 )
 
@@ -441,3 +441,37 @@ def test_reduce_keepdim_of_a_channels_last_map_is_the_plain_reduction(dim, reduc
     torch.testing.assert_close(x.grad, plain.grad)
     contiguous = x.detach().contiguous()  # any other layout takes the plain call
     assert torch.equal(reduce_keepdim(reduction, contiguous, dim), reduction(contiguous, dim=dim, keepdim=True))
+
+
+# --- add_residual: a residual sum in the branch's memory -----------------------------------------
+
+
+def test_add_residual_writes_into_the_branch_with_the_sums_values_and_gradients():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 4, 1).double()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    branch = conv(x)
+    address = branch.data_ptr()
+    out = add_residual(branch, x)
+    assert out.data_ptr() == address  # no new tensor
+    expected = conv(x) + x
+    assert torch.equal(out, expected)
+    grad = torch.randn_like(expected)
+    inputs = (x, *conv.parameters())
+    for ours, plain in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
+        assert torch.equal(ours, plain)
+    assert torch.autograd.gradcheck(lambda t: add_residual(conv(t), t), (x,))
+
+
+def test_add_residual_falls_back_to_a_new_tensor_and_refuses_a_branch_autograd_needs():
+    x = torch.randn(2, 4, 5, 5)
+    low = torch.randn(2, 4, 5, 5, dtype=torch.bfloat16)
+    mixed = add_residual(low, x)  # the sum is float32: a new tensor, as branch + x
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, low + x) and low.dtype == torch.bfloat16
+    small = torch.randn(2, 4, 1, 1)
+    wide = add_residual(small, x)  # the sum is larger than the branch
+    assert wide.shape == x.shape and small.shape == (2, 4, 1, 1) and torch.equal(wide, small + x)
+    leaf = torch.randn(2, 4, 5, 5, requires_grad=True)
+    gated = torch.sigmoid(leaf)  # sigmoid's backward needs its output: autograd must refuse
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        add_residual(gated, x).sum().backward()
