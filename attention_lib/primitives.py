@@ -65,21 +65,55 @@ def reduce_keepdim(reduction, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Te
     view; the result has the usual ``(n, c, h, w)`` dimensions and the same values (the
     same numbers added in the same order along the reduced dimensions).
 
-    The mean over both (global average pooling, eq. 2.1) of a channels-last map on a CPU
-    is computed 1.3-2 times faster by average pooling with one window the size of the map,
-    a kernel that runs along the contiguous channels. It is taken when no gradient flows
-    through this call (inference, or the forward of :func:`squeeze`, whose backward is its
-    own) and agrees with ``x.mean`` to float rounding: the sum runs in another order.
+    Two means on a CPU take other kernels when no gradient flows through this call
+    (inference, or the forward of :func:`squeeze`, whose backward is its own); they agree
+    with ``x.mean`` to float rounding, as the sum runs in another order:
+
+    - the mean over both (global average pooling, eq. 2.1) of a channels-last map is
+      average pooling with one window the size of the map, a kernel that runs along the
+      contiguous channels: 1.3-2 times faster;
+    - the mean of short contiguous rows, the width of a float32 map under 17 pixels or,
+      on one thread, a whole map under 64 pixels, is a matrix-vector product with a
+      vector of ``1 / length``: 0.3-0.8 times the time of ``x.mean``, whose reduction
+      kernel is tuned for long rows. (With more threads ``x.mean`` splits its rows across
+      them and the product does not, so the global mean stays with ``x.mean`` there.)
     """
     reduced = {d % 4 for d in dim}
     if _is_channels_last(x) and len(reduced & {2, 3}) == 1:
         nhwc = (0, 2, 3, 1)  # dimension i of the view is dimension nhwc[i] of x
         moved = tuple(nhwc.index(d % 4) for d in dim)
         return reduction(x.permute(nhwc), dim=moved, keepdim=True).permute(0, 3, 1, 2)
-    if (reduction is torch.mean and reduced == {2, 3} and _is_channels_last(x) and x.device.type == "cpu"
-            and x.is_floating_point() and not (torch.is_grad_enabled() and x.requires_grad)):
-        return F.avg_pool2d(x, x.shape[2:])  # one window over the whole map: its mean
+    if (reduction is torch.mean and x.dim() == 4 and x.device.type == "cpu" and x.is_floating_point()
+            and not (torch.is_grad_enabled() and x.requires_grad)):
+        if reduced == {2, 3} and _is_channels_last(x):
+            return F.avg_pool2d(x, x.shape[2:])  # one window over the whole map: its mean
+        row = _short_row(x, reduced)
+        if row:  # x is contiguous: each mean averages `row` neighbouring numbers
+            means = torch.mv(x.view(-1, row), _averaging_vector(row, x.dtype))
+            return means.view(x.shape[0], x.shape[1], x.shape[2] if reduced == {3} else 1, 1)
     return reduction(x, dim=dim, keepdim=True)
+
+
+def _short_row(x: torch.Tensor, reduced: set[int]) -> int:
+    """The row length for :func:`reduce_keepdim`'s matrix-vector mean, or 0 to use ``x.mean``.
+
+    Thresholds measured on a CPU (PyTorch 2.14, batches 1-16, 64-2048 channels). Under
+    ``torch.compile`` the compiler writes its own reduction: 0.
+    """
+    if x.dtype != torch.float32 or not x.is_contiguous() or torch.compiler.is_compiling():
+        return 0
+    if reduced == {3}:
+        return x.shape[3] if 0 < x.shape[3] <= 16 else 0
+    if reduced == {2, 3} and torch.get_num_threads() == 1:
+        return x.shape[2] * x.shape[3] if 0 < x.shape[2] * x.shape[3] < 64 else 0
+    return 0
+
+
+@functools.lru_cache(maxsize=64)
+def _averaging_vector(length: int, dtype: torch.dtype) -> torch.Tensor:
+    """A CPU vector of ``length`` entries ``1 / length``, built once per length."""
+    with torch.inference_mode(False):  # an ordinary tensor, usable outside inference mode too
+        return torch.full((length,), 1 / length, dtype=dtype)
 
 
 class _Squeeze(torch.autograd.Function):

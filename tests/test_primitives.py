@@ -38,9 +38,10 @@ def test_pooling_is_bitwise_x_mean(pool, dtype, dim, channels_last):
     x.requires_grad_(True)
     dims = (dim,) if isinstance(dim, int) else dim
     lean, plain = pool(x, dim), x.mean(dim=dims, keepdim=True)
-    if channels_last and dims == (2, 3) and pool is squeeze:
-        # squeeze's forward runs without autograd: the average-pooling kernel, which adds
-        # the same numbers in another order (see the inference test below)
+    if dims == (2, 3) and pool is squeeze:
+        # squeeze's forward runs without autograd: average pooling for channels last, a
+        # matrix-vector product for a short contiguous float32 map on one thread; both add
+        # the same numbers in another order (see the inference tests below)
         torch.testing.assert_close(lean, plain)
     else:
         assert torch.equal(lean, plain)
@@ -58,10 +59,57 @@ def test_global_mean_of_a_channels_last_map_without_gradients_is_average_pooling
     assert torch.equal(fast, F.avg_pool2d(x, (9, 7)))  # the pooling kernel ran
     torch.testing.assert_close(fast, x.mean(dim=(2, 3), keepdim=True))
     assert fast.shape == (3, 16, 1, 1)
-    # the contiguous layout, or a mean that autograd differentiates, stays x.mean itself
-    with torch.no_grad():
-        assert torch.equal(pool(x.contiguous()), x.contiguous().mean(dim=(2, 3), keepdim=True))
+    # a mean that autograd differentiates stays x.mean itself
     assert torch.equal(mean_pool(x.requires_grad_()), x.mean(dim=(2, 3), keepdim=True))
+
+
+def _mv_mean(x: torch.Tensor, row: int) -> torch.Tensor:
+    return torch.mv(x.reshape(-1, row), torch.full((row,), 1 / row, dtype=x.dtype))
+
+
+@pytest.mark.parametrize("pool", [squeeze, mean_pool], ids=["squeeze", "mean_pool"])
+def test_short_contiguous_rows_are_averaged_by_a_matrix_vector_product(pool):
+    torch.manual_seed(4)
+    x = torch.randn(3, 16, 9, 7)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            width, both = pool(x, 3), pool(x)
+        assert torch.equal(width, _mv_mean(x, 7).view(3, 16, 9, 1))  # the product ran
+        assert torch.equal(both, _mv_mean(x, 63).view(3, 16, 1, 1))
+        torch.testing.assert_close(width, x.mean(3, keepdim=True))
+        torch.testing.assert_close(both, x.mean((2, 3), keepdim=True))
+        torch.set_num_threads(2)  # x.mean splits its rows across threads: the global mean stays
+        with torch.no_grad():
+            assert torch.equal(pool(x), x.mean((2, 3), keepdim=True))
+            assert torch.equal(pool(x, 3), _mv_mean(x, 7).view(3, 16, 9, 1))
+        torch.set_num_threads(1)
+        with torch.no_grad():  # long rows, another dtype, the height: x.mean itself
+            wide = torch.randn(2, 4, 3, 17)
+            assert torch.equal(pool(wide, 3), wide.mean(3, keepdim=True))
+            big = torch.randn(2, 4, 8, 8)
+            assert torch.equal(pool(big), big.mean((2, 3), keepdim=True))
+            double = x.double()
+            assert torch.equal(pool(double), double.mean((2, 3), keepdim=True))
+            assert torch.equal(pool(x, 2), x.mean(2, keepdim=True))
+            assert pool(x[:0]).shape == (0, 16, 1, 1) and pool(x[:0], 3).shape == (0, 16, 9, 1)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_averaging_vector_made_in_inference_mode_serves_training():
+    from attention_lib.primitives import _averaging_vector
+    _averaging_vector.cache_clear()
+    x = torch.randn(2, 8, 5, 5)
+    with torch.inference_mode():
+        squeeze(x, 3)  # builds and caches the vector of 1/5
+    xg = x.clone().requires_grad_()
+    (squeeze(xg, 3) * xg).sum().backward()  # the cached vector inside autograd's forward
+    expected = x.clone().requires_grad_()
+    (expected.mean(3, keepdim=True) * expected).sum().backward()
+    torch.testing.assert_close(xg.grad, expected.grad)
+    assert not _averaging_vector(5, torch.float32).is_inference()
 
 
 def test_squeeze_backward_is_a_broadcast_view():
@@ -211,7 +259,8 @@ def test_without_gradients_the_helpers_record_nothing():
         xg = x.clone().requires_grad_()
         outs = [squeeze(xg), rescale(xg, a), amax_pool(xg)]
     assert all(out.grad_fn is None for out in outs)
-    assert torch.equal(outs[0], x.mean((2, 3), keepdim=True)) and torch.equal(outs[1], x * a)
+    torch.testing.assert_close(outs[0], x.mean((2, 3), keepdim=True))  # a short row: see above
+    assert torch.equal(outs[1], x * a)
     assert torch.equal(outs[2], x.amax((2, 3), keepdim=True))
 
 
@@ -439,8 +488,12 @@ def test_reduce_keepdim_of_a_channels_last_map_is_the_plain_reduction(dim, reduc
     y.backward(grad)
     expected.backward(grad)
     torch.testing.assert_close(x.grad, plain.grad)
-    contiguous = x.detach().contiguous()  # any other layout takes the plain call
-    assert torch.equal(reduce_keepdim(reduction, contiguous, dim), reduction(contiguous, dim=dim, keepdim=True))
+    contiguous = x.detach().contiguous()
+    lean, plain = reduce_keepdim(reduction, contiguous, dim), reduction(contiguous, dim=dim, keepdim=True)
+    if reduction is torch.mean:  # short rows may be averaged by a matrix-vector product (above)
+        torch.testing.assert_close(lean, plain)
+    else:  # any other layout takes the plain call
+        assert torch.equal(lean, plain)
 
 
 # --- add_residual: a residual sum in the branch's memory -----------------------------------------
