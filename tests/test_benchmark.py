@@ -189,14 +189,18 @@ def test_top_operators_measures_where_the_time_goes():
     assert any("convolution" in name for name, _ in top)
 
 
-def test_cli_quick_writes_json_with_provenance(tmp_path, capsys):
+def test_cli_quick_writes_json_with_provenance(tmp_path, capsys, monkeypatch):
     path = tmp_path / "out" / "bench.json"
+    # the default allocator setting would last for the rest of this test process: record
+    # that it is asked for, and test what it does in a process of its own (below)
+    monkeypatch.setattr("attention_lib.benchmark.__main__.keep_freed_memory", lambda: "kept (test)")
     assert main(["--quick", "--no-pin", "--modules", "SE,BAM", "--formats", "channels_last", "--modes", "eval",
                  "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "SE vs timm" in out and f"wrote {path}" in out
+    assert "SE vs timm" in out and f"wrote {path}" in out and "allocator: kept (test)" in out
     data = json.loads(path.read_text())
     meta = data["meta"]
+    assert meta["allocator"] == "kept (test)"
     assert data["kind"] == "modules" and meta["batch"] == 2 and meta["timm"] and meta["torch"] == torch.__version__
     assert meta["threads"] == 1  # the quieter default
     assert "--json" in meta["command"] and meta["commit"] and isinstance(meta["dirty"], list)
@@ -209,8 +213,47 @@ def test_cli_quick_writes_json_with_provenance(tmp_path, capsys):
         ("BAM", 64, "channels_last", "eval"), ("BAM", 128, "channels_last", "eval")]
 
 
+def test_cli_can_leave_the_allocator_as_it_comes(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["--quick", "--no-pin", "--allocator", "system", "--modules", "SE", "--formats", "contiguous",
+                 "--modes", "eval", "--no-memory", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["meta"]["allocator"] == "system default"
+
+
+_REFAULTS = """
+import resource, sys, torch
+from attention_lib.benchmark.common import keep_freed_memory
+setting = keep_freed_memory() if sys.argv[1] == "keep" else "system default"
+size = 64 * 2**20 // 4  # 64 MB of float32, above glibc's largest threshold for mapping a block anew
+for _ in range(3):  # a warm-up, as the benchmark has: the heap settles after a few blocks
+    x = torch.ones(size)
+    del x
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+y = torch.ones(size)  # the same size again: reused memory, or fresh pages faulted in one by one
+print(setting, "|", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self"), reason="page-fault counts as Linux reports them")
+def test_keeping_freed_memory_spares_a_reused_block_its_page_faults():
+    import subprocess
+    import sys
+
+    def refaults(setting: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", _REFAULTS, setting], capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
+        text, _, count = out.rpartition("|")
+        return text.strip(), int(count)
+
+    setting, kept = refaults("keep")
+    if not setting.startswith("glibc keeps"):
+        pytest.skip(f"no glibc here: {setting}")
+    _, system = refaults("system")
+    assert system > 0 and kept * 10 < system, (kept, system)
+
+
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--threads", "0"], ["--formats", "nhwc"], ["--modes", "fit"],
-                                  ["--modules", "SE,Nope"]])
+                                  ["--modules", "SE,Nope"], ["--allocator", "tcmalloc"]])
 def test_cli_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit):
         main(["--no-pin", *argv])
@@ -266,6 +309,9 @@ def test_renderer_tables_and_plot(tiny_whole_model, tmp_path):
     result = view.load_results(path, "whole_model")
     text = view.provenance_text(result)
     assert meta["hardware"]["cpu"] in text and meta["commit"][:10] in text and "1 thread" in text
+    assert "allocator" not in text  # results from before the setting say nothing about it
+    result["meta"]["allocator"] = "glibc keeps freed memory"
+    assert view.provenance_text(result).endswith("; allocator: glibc keeps freed memory.")
     table = view.whole_model_table(result, "train")
     frame = table.frame
     assert list(frame["attention"]) == ["none (plain backbone)", "se", "bam"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from attention_lib.benchmark.common import load_average, provenance, set_threads
+from attention_lib.benchmark.common import keep_freed_memory, load_average, provenance, set_threads
 from attention_lib.benchmark.modules import FORMATS, MODES, QUICK_STAGES, RESNET50_STAGES, format_table, run, \
     selected_cases
 from attention_lib.benchmark.whole_model import run_models
@@ -27,6 +27,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: far less noisy on a busy machine)")
     p.add_argument("--no-pin", action="store_true", help="do not bind the process to --threads CPUs")
+    p.add_argument("--allocator", choices=("keep", "system"), default="keep",
+                   help="keep: glibc keeps freed memory, so no timed pass waits for fresh pages "
+                        "(default); system: the allocator as it comes")
     p.add_argument("--formats", default=",".join(FORMATS), help="contiguous,channels_last (default both)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 16 modules, 4 whole models)")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the rows and their provenance to PATH")
@@ -65,11 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch is not None and args.batch < 1:
         p.error("--batch must be >= 1")
     cpus = set_threads(args.threads, pin=not args.no_pin)
+    allocator = keep_freed_memory() if args.allocator == "keep" else "system default"
     before = load_average()
     meta = provenance("python -m attention_lib.benchmark " + " ".join(argv), args.device)
-    meta.update({"load_average_before": before, "formats": list(formats)})
+    meta.update({"load_average_before": before, "formats": list(formats), "allocator": allocator})
     print(f"threads={torch.get_num_threads()} cpus={cpus} cpu={meta['hardware']['cpu']!r} "
-          f"torch={meta['torch']} timm={meta['timm']} load average={before}", flush=True)
+          f"torch={meta['torch']} timm={meta['timm']} load average={before}\nallocator: {allocator}", flush=True)
     if args.models:
         if args.quick:
             options = dict(batch=2, image_size=64, min_rounds=2, max_rounds=2, warmup=1)

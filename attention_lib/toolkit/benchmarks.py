@@ -43,7 +43,7 @@ def load_results(path: str | Path, kind: str | None = None) -> dict:
 
 
 def provenance_text(result: dict) -> str:
-    """One sentence of provenance: command, CPU, threads, date, commit, versions, load."""
+    """One sentence of provenance: command, CPU, threads, date, commit, versions, load, allocator."""
     meta = result["meta"]
     commit = (meta.get("commit") or "unknown")[:10]
     if meta.get("dirty"):
@@ -54,7 +54,8 @@ def provenance_text(result: dict) -> str:
     return (f"Measured with `{meta['command']}` on {name} ({meta['threads']} thread"
             f"{'s' if meta['threads'] != 1 else ''}), {meta['date'][:10]}, commit {commit}, "
             f"PyTorch {meta['torch']}, timm {meta['timm']}"
-            + (f", load average {load[0]:.2f} before the run" if load else "") + ".")
+            + (f", load average {load[0]:.2f} before the run" if load else "")
+            + (f"; allocator: {meta['allocator']}" if meta.get("allocator") else "") + ".")
 
 
 def _percent(median: float | None, iqr: float | None) -> str:
