@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     allocator = keep_freed_memory() if args.allocator == "keep" else "system default"
     before = load_average()
     meta = provenance("python -m attention_lib.benchmark " + " ".join(argv), args.device)
-    meta.update({"load_average_before": before, "formats": list(formats), "allocator": allocator})
+    meta.update({"load_average_before": before, "formats": list(formats), "allocator": allocator,
+                 "ratios": "two rounds"})  # see ratio_stats
     print(f"threads={torch.get_num_threads()} cpus={cpus} cpu={meta['hardware']['cpu']!r} "
           f"torch={meta['torch']} timm={meta['timm']} load average={before}\nallocator: {allocator}", flush=True)
     if args.models:

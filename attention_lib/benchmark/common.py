@@ -70,12 +70,21 @@ def median_iqr(values: Sequence[float]) -> tuple[float, float]:
 
 
 def ratio_stats(numerator: Sequence[float], denominator: Sequence[float]) -> tuple[float, float]:
-    """Median and IQR of the per-round ratios ``numerator[i] / denominator[i]``.
+    """Median and IQR of the ratios ``numerator / denominator``, one per two rounds.
 
     Both were timed in the same round, next to each other, so each ratio sees the same
-    load; the median of the ratios is what the benchmark judges by.
+    load. :func:`interleaved_times` runs the two in one order, then in the other, and the
+    position in a round can cost by itself: on this project's CPU, multiplying a 12.8 MB
+    map ran about 8 % slower when it came first, whichever module it belonged to. The
+    per-round ratios then alternate around the truth and their median can land anywhere
+    between. The geometric mean of the ratios of rounds 2k and 2k + 1, one in each order,
+    cancels that cost; the median of those is what the benchmark judges by. A last,
+    unpaired round is dropped (kept when it is the only one).
     """
-    return median_iqr([a / b for a, b in zip(numerator, denominator)])
+    ratios = [a / b for a, b in zip(numerator, denominator)]
+    if len(ratios) < 2:
+        return median_iqr(ratios)
+    return median_iqr([(ratios[i] * ratios[i + 1]) ** 0.5 for i in range(0, len(ratios) - 1, 2)])
 
 
 def peak_bytes(step: Callable[[], object]) -> int:

@@ -92,7 +92,7 @@ QUICK_STAGES = [(64, 16), (128, 8)]
 FORMATS = ("contiguous", "channels_last")
 #: "train": forward + backward in train mode; "eval": forward in eval mode without gradients.
 MODES = ("train", "eval")
-#: ours / reference (median of the per-round ratios) must not exceed TARGET.
+#: ours / reference (median of the ratios, see ratio_stats) must not exceed TARGET.
 TARGET = 1.0
 
 
@@ -361,7 +361,8 @@ def run(batch: int = 16, stages: list[tuple[int, int]] | None = None, device: st
     """One row (a dict) per case, shape, memory format and mode.
 
     Times are medians over the rounds (``repeats`` at least, more until each module has
-    run ``min_seconds``), ``ratio`` is the median of the per-round ratios ours/reference
+    run ``min_seconds``), ``ratio`` is the median of the ratios ours/reference (one per
+    two rounds, see :func:`ratio_stats`)
     and ``ratio_iqr`` their IQR. ``*_peak`` is :func:`pass_peak` and ``*_saved``
     :func:`activation_bytes` (training only), both in units of the input's size. Where
     there is no reference its fields are ``None``. With ``profile``, rows whose ratio is
@@ -462,7 +463,7 @@ def format_table(rows: list[dict]) -> str:
     counts = sorted({r["rounds"] for r in rows})
     rounds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     lines.append(f"times: median over {rounds} rounds, ours and the reference timed in alternation; ratio: median "
-                 "(± IQR) of the per-round ratios ours/reference; train = forward+backward, eval = forward "
+                 "(± IQR) of the ratios ours/reference, one per two rounds (one in each order); train = forward+backward, eval = forward "
                  "without gradients; peak: most bytes allocated at once during the pass, saved: output + tensors "
                  "kept for backward, both in units of the input's size (floors: peak 2.0 train, 1.0 eval; saved 1.0)")
     lines.extend(summarize(rows))

@@ -7,8 +7,9 @@ For every attention ``create_model`` can place, the benchmark times a training s
 backbone ``create_model(arch)`` and, where timm has one, timm's corresponding model
 and timm's plain backbone. Every model runs once per round, the order reversed on every
 other round, so that a slow phase of the machine falls on all of them; the overhead of
-an attention is the median of the per-round ratios ``time(with attention) / time(plain
-backbone) - 1`` (ours against our backbone, timm's against timm's), with its IQR. Rounds go
+an attention is ``time(with attention) / time(plain backbone) - 1`` from the median of
+the ratios of the two times, one per two rounds as in :func:`ratio_stats` (ours against
+our backbone, timm's against timm's), with its IQR. Rounds go
 on until every ratio's IQR is below ``target_iqr`` (5 % of the median) or ``max_rounds``
 or the time budget is reached. Both memory formats are measured, one after the other.
 
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.benchmark.common import median_iqr
+from attention_lib.benchmark.common import median_iqr, ratio_stats
 from attention_lib.costs import model_flops
 from attention_lib.mechanisms import placeable
 from attention_lib.models import create_model
@@ -201,5 +202,6 @@ def _overheads(times: dict, family: dict) -> dict:
         if attention is None or owner not in plains or not values:
             continue
         base = times[(plains[owner], mode)]
-        result[(label, mode)] = median_iqr([a / b - 1 for a, b in zip(values, base)])
+        median, iqr = ratio_stats(values, base)
+        result[(label, mode)] = (median - 1, iqr)
     return result

@@ -58,6 +58,14 @@ def provenance_text(result: dict) -> str:
             + (f"; allocator: {meta['allocator']}" if meta.get("allocator") else "") + ".")
 
 
+def _ratios(meta: dict) -> str:
+    """How the result's ratios were formed: per round, or (since the setting was recorded)
+    per two rounds, one in each order."""
+    if meta.get("ratios") == "two rounds":
+        return "ratios of each two rounds, one in each order"
+    return "per-round ratios"
+
+
 def _percent(median: float | None, iqr: float | None) -> str:
     if median is None:
         return "–"
@@ -93,7 +101,7 @@ def whole_model_table(result: dict, mode: str = "train") -> Table:
     meta = result["meta"]
     what = "training step (forward, loss, backward)" if mode == "train" else "inference (eval mode, no gradients)"
     caption = (f"{meta['arch']}, {what}, batch {meta['batch']} at {meta['image_size']} px: median time and "
-               f"overhead over the plain backbone (median ± IQR of the per-round ratios, "
+               f"overhead over the plain backbone (median ± IQR of the {_ratios(meta)}, "
                f"{_rounds(rows)} rounds), next to the forward FLOPs the attention adds (convolutions and "
                f"matrix products, PyTorch's counter; – where the result predates that column). "
                f"{provenance_text(result)}")
@@ -159,7 +167,7 @@ def module_ratio_table(result: dict, mode: str = "train") -> Table:
     meta = result["meta"]
     what = "forward + backward" if mode == "train" else "inference forward (eval, no gradients)"
     caption = (f"Time of ours / time of the reference, {what}, batch {meta['batch']}, median ± IQR of "
-               f"per-round ratios (below 1: ours is faster; nchw = contiguous, cl = channels-last); peak "
+               f"{_ratios(meta)} (below 1: ours is faster; nchw = contiguous, cl = channels-last); peak "
                f"memory: the largest ratio of our peak bytes to the reference's (at most 1: never more). "
                f"{provenance_text(result)}")
     return table(pd.DataFrame(list(records.values())), caption)
