@@ -3,6 +3,8 @@ chapter-07 renderer, attention_lib.toolkit.benchmarks."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -98,6 +100,8 @@ def test_ratio_stats_takes_the_median_of_per_round_ratios():
     ours, theirs = [1.0, 2.0, 10.0, 1.0, 2.0], [2.0, 4.0, 20.0, 2.0, 4.0]
     assert benchmark.ratio_stats(ours, theirs) == (0.5, 0.0)
     assert benchmark.ratio_stats([3.0], [2.0]) == (1.5, 0.0)
+    assert benchmark.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)
+    assert benchmark.median_iqr([7.0]) == (7.0, 0.0)
 
 
 def test_ratio_stats_cancels_the_cost_of_coming_first_in_a_round():
@@ -111,8 +115,6 @@ def test_ratio_stats_cancels_the_cost_of_coming_first_in_a_round():
     median, iqr = benchmark.ratio_stats(ours, theirs)
     assert median == pytest.approx(0.9) and iqr == pytest.approx(0.0, abs=1e-12)
     assert benchmark.ratio_stats(ours + [5.0], theirs + [1.0])[0] == pytest.approx(0.9)  # unpaired round dropped
-    assert benchmark.median_iqr([1.0, 2.0, 3.0, 4.0, 5.0]) == (3.0, 2.0)
-    assert benchmark.median_iqr([7.0]) == (7.0, 0.0)
 
 
 QUICK_ROWS = {}
@@ -214,7 +216,7 @@ def test_cli_quick_writes_json_with_provenance(tmp_path, capsys, monkeypatch):
     assert "SE vs timm" in out and f"wrote {path}" in out and "allocator: kept (test)" in out
     data = json.loads(path.read_text())
     meta = data["meta"]
-    assert meta["allocator"] == "kept (test)" and meta["ratios"] == "two rounds"
+    assert meta["allocator"] == "kept (test)" and meta["ratios"] == common.RATIOS_PER_TWO_ROUNDS
     assert data["kind"] == "modules" and meta["batch"] == 2 and meta["timm"] and meta["torch"] == torch.__version__
     assert meta["threads"] == 1  # the quieter default
     assert "--json" in meta["command"] and meta["commit"] and isinstance(meta["dirty"], list)
@@ -250,9 +252,6 @@ print(setting, "|", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 @pytest.mark.skipif(not os.path.exists("/proc/self"), reason="page-fault counts as Linux reports them")
 def test_keeping_freed_memory_spares_a_reused_block_its_page_faults():
-    import subprocess
-    import sys
-
     def refaults(setting: str) -> tuple[str, int]:
         out = subprocess.run([sys.executable, "-c", _REFAULTS, setting], capture_output=True, text=True,
                              check=True).stdout.strip().splitlines()[-1]
@@ -327,7 +326,7 @@ def test_renderer_tables_and_plot(tiny_whole_model, tmp_path):
     result["meta"]["allocator"] = "glibc keeps freed memory"
     assert view.provenance_text(result).endswith("; allocator: glibc keeps freed memory.")
     assert "per-round ratios" in view.whole_model_table(result, "train").caption  # a result from before
-    result["meta"]["ratios"] = "two rounds"
+    result["meta"]["ratios"] = common.RATIOS_PER_TWO_ROUNDS
     assert "ratios of each two rounds, one in each order" in view.whole_model_table(result, "train").caption
     table = view.whole_model_table(result, "train")
     frame = table.frame

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from attention_lib.benchmark.common import keep_freed_memory, load_average, provenance, set_threads
+from attention_lib.benchmark.common import RATIOS_PER_TWO_ROUNDS, keep_freed_memory, load_average, provenance, \
+    set_threads
 from attention_lib.benchmark.modules import FORMATS, MODES, QUICK_STAGES, RESNET50_STAGES, format_table, run, \
     selected_cases
 from attention_lib.benchmark.whole_model import run_models
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     before = load_average()
     meta = provenance("python -m attention_lib.benchmark " + " ".join(argv), args.device)
     meta.update({"load_average_before": before, "formats": list(formats), "allocator": allocator,
-                 "ratios": "two rounds"})  # see ratio_stats
+                 "ratios": RATIOS_PER_TWO_ROUNDS})
     print(f"threads={torch.get_num_threads()} cpus={cpus} cpu={meta['hardware']['cpu']!r} "
           f"torch={meta['torch']} timm={meta['timm']} load average={before}\nallocator: {allocator}", flush=True)
     if args.models:

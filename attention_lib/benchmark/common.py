@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["interleaved_times", "median_iqr", "ratio_stats", "peak_bytes", "set_threads", "keep_freed_memory",
+__all__ = ["interleaved_times", "median_iqr", "ratio_stats", "RATIOS_PER_TWO_ROUNDS", "peak_bytes", "set_threads", "keep_freed_memory",
            "hardware", "provenance", "load_average"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +67,11 @@ def median_iqr(values: Sequence[float]) -> tuple[float, float]:
         return float(values[0]), 0.0
     q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
     return float(q2), float(q3 - q1)
+
+
+#: ``meta["ratios"]`` of a result whose ratios :func:`ratio_stats` formed per two rounds
+#: (results without the key used one ratio per round).
+RATIOS_PER_TWO_ROUNDS = "two rounds"
 
 
 def ratio_stats(numerator: Sequence[float], denominator: Sequence[float]) -> tuple[float, float]:

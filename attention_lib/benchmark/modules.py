@@ -463,8 +463,8 @@ def format_table(rows: list[dict]) -> str:
     counts = sorted({r["rounds"] for r in rows})
     rounds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
     lines.append(f"times: median over {rounds} rounds, ours and the reference timed in alternation; ratio: median "
-                 "(± IQR) of the ratios ours/reference, one per two rounds (one in each order); train = forward+backward, eval = forward "
-                 "without gradients; peak: most bytes allocated at once during the pass, saved: output + tensors "
+                 "(± IQR) of the ratios ours/reference, one per two rounds (one in each order); "
+                 "train = forward+backward, eval = forward without gradients; peak: most bytes allocated at once during the pass, saved: output + tensors "
                  "kept for backward, both in units of the input's size (floors: peak 2.0 train, 1.0 eval; saved 1.0)")
     lines.extend(summarize(rows))
     for r in rows:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from attention_lib.benchmark.common import RATIOS_PER_TWO_ROUNDS
+
 from attention_lib.toolkit.display import Table, table
 
 __all__ = ["load_results", "provenance_text", "whole_model_table", "overhead_figure", "module_ratio_table"]
@@ -61,7 +63,7 @@ def provenance_text(result: dict) -> str:
 def _ratios(meta: dict) -> str:
     """How the result's ratios were formed: per round, or (since the setting was recorded)
     per two rounds, one in each order."""
-    if meta.get("ratios") == "two rounds":
+    if meta.get("ratios") == RATIOS_PER_TWO_ROUNDS:
         return "ratios of each two rounds, one in each order"
     return "per-round ratios"
 
