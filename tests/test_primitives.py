@@ -426,22 +426,74 @@ def test_gate_conv_backward_is_faster_than_pytorchs():
 
 # --- conv_across_channels: ECA's 1-D convolution ------------------------------------------------
 
+def _conv_kernels(step) -> set[str]:
+    """Names of the ATen convolution kernels that ``step()`` runs."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    return {event.key for event in prof.key_averages() if "conv" in event.key}
+
+
+def _eca_layer(kernel_size, bias=False, **options):
+    layer = nn.Conv1d(1, 1, kernel_size, padding=options.pop("padding", kernel_size // 2), bias=bias, **options)
+    if bias:
+        nn.init.normal_(layer.bias)
+    return layer
+
+
 @pytest.mark.parametrize("kernel_size,bias", [(3, False), (7, False), (5, True)])
-def test_conv_across_channels_equals_the_layer(kernel_size, bias):
+@pytest.mark.parametrize("batch,channels", [(2, 64), (4, 512), (16, 2048), (11, 2048), (1, 256)])
+def test_conv_across_channels_equals_the_layer(kernel_size, bias, batch, channels):
+    # (16, 2048) and (11, 2048) need two blocks of at most _IM2COL_LIMIT entries; (1, 256) is the layer
     torch.manual_seed(0)
-    layer = nn.Conv1d(1, 1, kernel_size, padding=kernel_size // 2, bias=bias)
-    z = torch.randn(4, 1, 64, requires_grad=True)
+    layer = _eca_layer(kernel_size, bias)
+    z = torch.randn(batch, 1, channels, requires_grad=True)
     ours, plain = conv_across_channels(layer, z), layer(z)
     assert ours.shape == plain.shape and torch.allclose(ours, plain, atol=1e-6)
     grad = torch.randn_like(plain)
     inputs = [z, *layer.parameters()]
     for a, b in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(plain, inputs, grad)):
-        assert torch.allclose(a, b, atol=1e-5)
+        assert torch.allclose(a, b, atol=1e-3)  # the weight's gradient sums n * c float32 products
+
+
+@pytest.mark.parametrize("options", [dict(stride=2), dict(dilation=2, padding=2), dict(padding="same"),
+                                     dict(padding=0)], ids=["stride", "dilation", "same", "valid"])
+def test_conv_across_channels_keeps_the_layers_stride_dilation_and_padding(options):
+    torch.manual_seed(0)
+    layer = _eca_layer(3, **options)
+    z = torch.randn(6, 1, 40)
+    ours, plain = conv_across_channels(layer, z), layer(z)
+    assert ours.shape == plain.shape and torch.allclose(ours, plain, atol=1e-6)
+
+
+def test_conv_across_channels_uses_im2col_blocks_where_the_layer_uses_onednn():
+    """The speed comes from PyTorch's choice of kernel: if a PyTorch release moves the
+    limit, this fails and `_IM2COL_LIMIT` needs measuring again."""
+    from attention_lib.primitives import _IM2COL_LIMIT
+    layer = _eca_layer(7)
+    with torch.no_grad():
+        for batch, channels in [(4, 256), (16, 1024), (16, 2048)]:
+            z = torch.randn(batch, 1, channels)
+            assert "aten::mkldnn_convolution" in _conv_kernels(lambda: layer(z))  # the slow kernel
+            ours = _conv_kernels(lambda: conv_across_channels(layer, z))
+            assert "aten::_slow_conv2d_forward" in ours and "aten::mkldnn_convolution" not in ours
+        wide = torch.randn(2, 1, _IM2COL_LIMIT + 1)  # no row fits a block: the batch folded into groups
+        assert torch.allclose(conv_across_channels(layer, wide), layer(wide), atol=1e-6)
+
+
+def test_conv_across_channels_passes_other_shapes_to_the_layer():
+    layer = _eca_layer(3)
     wide = nn.Conv1d(2, 2, 3, padding=1)
     signal = torch.randn(4, 2, 16)
     assert torch.equal(conv_across_channels(wide, signal), wide(signal))  # not ECA's shape: the layer
     empty = torch.randn(0, 1, 64)
-    assert conv_across_channels(layer, empty).shape == layer(empty).shape == (0, 1, 64)  # no groups to fold
+    assert conv_across_channels(layer, empty).shape == layer(empty).shape == (0, 1, 64)
+    single = torch.randn(1, 1, 64)
+    assert torch.equal(conv_across_channels(layer, single), layer(single))
+    batch = torch.randn(4, 1, 64)
+    plain = layer(batch)
+    with as_declared(), FlopCounterMode(display=False) as counter:
+        assert torch.equal(conv_across_channels(layer, batch), plain)
+    assert counter.get_total_flops() == 2 * 4 * 64 * 3  # the layer's multiply-adds, counted as declared
 
 
 # --- rescale_nearest: x times the nearest-interpolated gate ---------------------------------------
