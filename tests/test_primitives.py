@@ -294,6 +294,8 @@ def test_pointwise_on_maps_and_other_layers():
     for other in (nn.Conv2d(8, 4, 3, padding=1), nn.Conv2d(8, 4, 1, stride=2), nn.Conv2d(8, 4, 1, groups=2)):
         z = torch.randn(2, 8, 1, 1)
         assert torch.equal(pointwise(other, z), other(z))
+    empty = torch.randn(0, 8, 1, 1)  # an empty batch keeps the layer's output shape
+    assert pointwise(layer, empty).shape == layer(empty).shape == (0, 4, 1, 1)
 
 
 def test_pointwise_applies_a_depthwise_layer_as_a_product_and_counts_it_as_declared():
