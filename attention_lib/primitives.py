@@ -503,6 +503,41 @@ def rescale_nearest(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return rescale(x.unflatten(2, (gh, bh)), a_rows.unsqueeze(3)).flatten(2, 3)
 
 
+__all__ += ["depthwise_conv"]
+
+
+def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for a depthwise convolution ``layer`` (one filter per channel), as in
+    GE-θ's learned gather (eq. 6.5).
+
+    When the output is a single pixel, as in the global gather (a kernel the size of the
+    map) or in the last stride-2 stage of a gather that has come down to 2x2 or 1x1, each
+    output is the sum of its channel's pixels weighted by the taps that meet them. On a
+    CPU (oneDNN, PyTorch 2.14) the backward pass of the convolution kernel is slow for
+    this shape, so while a gradient flows the sum is written as a product and a sum:
+    0.1-0.5 times the time of ``layer(x)`` forwards and backwards (batches 4 and 16,
+    256-2048 channels, maps 2x2 to 56x56). Without a gradient this is faster from 32
+    pixels on (0.5-0.9 times); on smaller maps the convolution kernel is kept. Anything
+    else (several output pixels, dilation, other padding modes, other devices, and the
+    FLOP count of :func:`as_declared`) goes to ``layer`` itself. The values are those of
+    ``layer(x)`` up to float rounding.
+    """
+    if (layer.groups != layer.in_channels or layer.out_channels != layer.in_channels or x.dim() != 4
+            or layer.padding_mode != "zeros" or isinstance(layer.padding, str) or layer.dilation != (1, 1)
+            or x.device.type != "cpu" or _kernels.declared):
+        return layer(x)
+    (kh, kw), (ph, pw), (sh, sw) = layer.kernel_size, layer.padding, layer.stride
+    h, w = x.shape[-2:]
+    one_pixel = 0 <= h + 2 * ph - kh < sh and 0 <= w + 2 * pw - kw < sw  # the kernel fits once
+    training = torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad)
+    if not one_pixel or not (training or h * w >= 32):
+        return layer(x)
+    rows, cols = min(h, kh - ph), min(w, kw - pw)  # the pixels under the one window
+    taps = layer.weight[:, 0, ph:ph + rows, pw:pw + cols]  # (c, rows, cols): the taps that meet them
+    out = (x[:, :, :rows, :cols] * taps).sum(dim=(2, 3), keepdim=True)
+    return out if layer.bias is None else out + layer.bias.view(1, -1, 1, 1)
+
+
 __all__ += ["add_residual"]
 
 

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
 from attention_lib.primitives import (
-    _kernels, _Squeeze, add_residual, amax_pool, as_declared, bottleneck_width, conv_across_channels, gate_conv, mean_pool, pointwise, reduce_keepdim,
+    _kernels, _Squeeze, add_residual, amax_pool, as_declared, bottleneck_width, conv_across_channels, depthwise_conv, gate_conv, mean_pool, pointwise, reduce_keepdim,
     rescale, rescale_nearest, squeeze,
 )
 
@@ -496,6 +496,76 @@ def test_conv_across_channels_passes_other_shapes_to_the_layer():
     with as_declared(), FlopCounterMode(display=False) as counter:
         assert torch.equal(conv_across_channels(layer, batch), plain)
     assert counter.get_total_flops() == 2 * 4 * 64 * 3  # the layer's multiply-adds, counted as declared
+
+
+# --- depthwise_conv: a depthwise convolution with a one-pixel output -------------------------
+
+def _depthwise(channels, kernel, stride=1, padding=0, bias=False):
+    torch.manual_seed(1)
+    layer = nn.Conv2d(channels, channels, kernel, stride=stride, padding=padding, groups=channels, bias=bias)
+    if bias:
+        nn.init.normal_(layer.bias)
+    return layer
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel,stride,padding,size,bias", [
+    (7, 1, 0, (7, 7), False),   # GE-θ's global gather: a kernel the size of the map
+    (3, 2, 1, (2, 2), False),   # the last stage of an extent-8 gather on a 7x7 map
+    (3, 2, 1, (1, 1), True),    # a 1x1 map: only the centre tap meets it
+    (3, 2, 1, (2, 1), False),   # a window cut differently in height and width
+    ((5, 3), 1, (1, 0), (3, 3), True),  # a window smaller than the padded map
+])
+def test_depthwise_conv_with_one_output_pixel_equals_the_layer(kernel, stride, padding, size, bias, channels_last):
+    layer = _depthwise(8, kernel, stride, padding, bias)
+    x = torch.randn(3, 8, *size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    ours, plain = depthwise_conv(layer, x), layer(x)
+    assert ours.shape == plain.shape and ours.shape[-2:] == (1, 1)
+    assert torch.allclose(ours, plain, atol=1e-5)
+    grad = torch.randn_like(plain)
+    inputs = [x, *layer.parameters()]
+    ours_grads = torch.autograd.grad(ours, inputs, grad, create_graph=True)
+    plain_grads = torch.autograd.grad(plain, inputs, grad, create_graph=True)
+    for a, b in zip(ours_grads, plain_grads):
+        assert torch.allclose(a, b, atol=1e-5)
+    # second derivatives too: the weight's gradient is linear in x, and x's in the weight
+    assert torch.allclose(torch.autograd.grad(ours_grads[1].sum(), x, retain_graph=True)[0],
+                          torch.autograd.grad(plain_grads[1].sum(), x, retain_graph=True)[0], atol=1e-5)
+
+
+def test_depthwise_conv_takes_the_product_only_where_it_is_faster():
+    layer = _depthwise(8, 3, stride=2, padding=1)
+    small = torch.randn(2, 8, 2, 2)
+    with torch.no_grad():  # inference on a map under 32 pixels: the layer's own kernel, bit for bit
+        assert torch.equal(depthwise_conv(layer, small), layer(small))
+    glob = _depthwise(8, 7)
+    big = torch.randn(2, 8, 7, 7)
+    with torch.no_grad():  # 49 pixels: the product and sum, same values
+        assert torch.allclose(depthwise_conv(glob, big), glob(big), atol=1e-5)
+    many = torch.randn(2, 8, 9, 9)  # several output pixels: the layer
+    assert torch.equal(depthwise_conv(layer, many), layer(many))
+    dilated = nn.Conv2d(8, 8, 3, dilation=2, groups=8)
+    five = torch.randn(2, 8, 5, 5)
+    assert torch.equal(depthwise_conv(dilated, five), dilated(five))
+    dense = nn.Conv2d(8, 8, 7)  # not depthwise
+    assert torch.equal(depthwise_conv(dense, big), dense(big))
+    with pytest.raises(RuntimeError):  # a kernel larger than the padded map: the layer's own error
+        depthwise_conv(glob, torch.randn(2, 8, 3, 3))
+
+
+def test_depthwise_conv_counts_as_declared():
+    layer = _depthwise(8, 7)
+    x = torch.randn(2, 8, 7, 7, requires_grad=True)
+    plain = layer(x)
+    with as_declared(), FlopCounterMode(display=False) as counter:
+        assert torch.equal(depthwise_conv(layer, x), plain)
+    assert counter.get_total_flops() == 2 * 2 * 8 * 49
+    with FlopCounterMode(display=False) as counter:  # outside: the product and sum ran, no convolution
+        assert torch.allclose(depthwise_conv(layer, x), plain, atol=1e-5)
+    assert counter.get_total_flops() == 0
 
 
 # --- rescale_nearest: x times the nearest-interpolated gate ---------------------------------------
