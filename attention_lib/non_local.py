@@ -97,20 +97,26 @@ class NonLocal(nn.Module):
             return x
         return F.max_pool2d(x, self.subsample, ceil_mode=True)
 
-    def _weights(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def _embeddings(self, x: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The queries ``theta(x_i)``, ``(n, hw, d)``, and the keys ``phi(x_j)``, ``(n, d, N)``."""
         theta = self.theta(x).flatten(2)  # (n, d, hw): one query per position
         phi = self.phi(keys).flatten(2)  # (n, d, N)
         # The constant factors multiply the small (n, d, N) embeddings, not the (n, hw, N)
         # product: the same matrix, without a second tensor of its size.
         if self.variant == "dot_product":
-            return theta.transpose(1, 2) @ (phi / phi.shape[-1])  # theta(x_i)^T phi(x_j) / N, eq. (9.4)
-        scores = theta.transpose(1, 2) @ (phi * self.scale)  # theta(x_i)^T phi(x_j) times eq. (9.7)'s factor
+            return theta.transpose(1, 2), phi / phi.shape[-1]  # the 1 / N of eq. (9.4)
+        return theta.transpose(1, 2), phi * self.scale  # eq. (9.7)'s factor
+
+    def _weights(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        scores = queries @ keys  # theta(x_i)^T phi(x_j), times the factor
+        if self.variant == "dot_product":
+            return scores  # eq. (9.4): already divided by N
         return scores.softmax(dim=-1)  # eq. (9.5): each row sums to 1
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The weights ``f(x_i, x_j) / C(x)`` of eq. (9.1), shaped ``(n, h*w, N)`` (rows: queries i)."""
         check_feature_map(x, self.channels, "NonLocal")
-        return self._weights(x, self._keys(x))
+        return self._weights(*self._embeddings(x, self._keys(x)))
 
     def named_maps(self, x: torch.Tensor, weights: torch.Tensor) -> list[tuple[str, torch.Tensor, tuple[str, ...]]]:
         """One map per query position over the key positions, for the recorder."""
@@ -123,10 +129,13 @@ class NonLocal(nn.Module):
         n, _, h, w = x.shape
         check_batch_statistics(self.training, x, n * h * w, "NonLocal")
         keys = self._keys(x)
-        # The values first: the backward pass then reaches their convolution after the
-        # softmax's, when the large (n, hw, N) gradients are already gone.
+        queries, embedded_keys = self._embeddings(x, keys)
+        # The three embeddings before the products: the backward pass then runs the values'
+        # convolution as soon as their gradient exists, instead of holding that gradient
+        # through the other two convolutions' backward passes (at 1024 x 14² that was half
+        # the input's size above timm's peak).
         values = self.g(keys).flatten(2)  # g(x_j), (n, d, N)
-        weights = self._weights(x, keys)
+        weights = self._weights(queries, embedded_keys)
         # Eq. (9.1) as (n, hw, N) @ (n, N, d): the gradient of the weights then comes out in
         # the weights' own layout, which the softmax's backward needs, instead of transposed.
         y = (weights @ values.transpose(1, 2)).transpose(1, 2).reshape(n, self.width, h, w)

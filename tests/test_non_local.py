@@ -258,3 +258,23 @@ def test_resnet50_with_nl_starts_as_the_plain_network():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), base(x))
+
+
+def test_a_training_step_holds_no_more_memory_than_timms():
+    # With the values' convolution run first, autograd held the values' gradient through
+    # the backward passes of theta's and phi's convolutions: at 128 x 8² on two threads
+    # (fewer positions than embedding channels, like ResNet-50's 1024 x 14², where the
+    # benchmark saw it on one) that was 6.25 units of the input against timm's 5.76.
+    # Peaks from PyTorch's allocation events; oneDNN's temporaries depend on the threads.
+    from attention_lib.benchmark.modules import pass_peak, selected_cases
+
+    case = selected_cases(["Non-local"])[0]
+    torch.manual_seed(0)
+    x = torch.randn(4, 128, 8, 8, requires_grad=True)
+    ours, timm_block = case.ours(128), case.reference(128)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert pass_peak(ours, x) <= pass_peak(timm_block, x)
+    finally:
+        torch.set_num_threads(threads)
