@@ -98,7 +98,8 @@ class NonLocal(nn.Module):
         return F.max_pool2d(x, self.subsample, ceil_mode=True)
 
     def _embeddings(self, x: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The queries ``theta(x_i)``, ``(n, hw, d)``, and the keys ``phi(x_j)``, ``(n, d, N)``."""
+        """The queries ``theta(x_i)``, ``(n, hw, d)``, and the embedded keys ``phi(x_j)``,
+        ``(n, d, N)``, the latter times the constant factor of eq. (9.4) or (9.7)."""
         theta = self.theta(x).flatten(2)  # (n, d, hw): one query per position
         phi = self.phi(keys).flatten(2)  # (n, d, N)
         # The constant factors multiply the small (n, d, N) embeddings, not the (n, hw, N)
@@ -107,8 +108,8 @@ class NonLocal(nn.Module):
             return theta.transpose(1, 2), phi / phi.shape[-1]  # the 1 / N of eq. (9.4)
         return theta.transpose(1, 2), phi * self.scale  # eq. (9.7)'s factor
 
-    def _weights(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        scores = queries @ keys  # theta(x_i)^T phi(x_j), times the factor
+    def _weights(self, queries: torch.Tensor, embedded_keys: torch.Tensor) -> torch.Tensor:
+        scores = queries @ embedded_keys  # theta(x_i)^T phi(x_j), times the factor
         if self.variant == "dot_product":
             return scores  # eq. (9.4): already divided by N
         return scores.softmax(dim=-1)  # eq. (9.5): each row sums to 1
