@@ -48,6 +48,13 @@ def _code_cells(path: Path) -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_OUTPUTS], config.stash[_FAILED] = {}, set()
+    # nbval's kernels listen on Unix sockets: over TCP, two kernels started at once by two
+    # processes can be handed the same port (see attention_lib.execute._UnixSockets).
+    import nbval.kernel
+
+    from attention_lib.execute import IpcKernelManager
+
+    nbval.kernel.KernelManager = IpcKernelManager
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: one thread each, kernels included
         os.environ["OMP_NUM_THREADS"] = "1"
         import torch

@@ -13,6 +13,10 @@ single-threaded. Each executed notebook is also written, with its outputs, to
     python -m attention_lib.execute --jobs 1 notebooks/01_squeeze_excitation.ipynb
 
 A notebook that raises stops nothing else; the command ends with exit code 1 and names it.
+
+The kernels talk to nbclient over Unix sockets (:class:`AsyncIpcKernelManager`), not TCP ports,
+so that kernels started at the same moment by different processes cannot be handed the
+same port.
 """
 
 from __future__ import annotations
@@ -20,19 +24,48 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-__all__ = ["ROOT", "execute_notebook", "execute_all", "main"]
+__all__ = ["ROOT", "IpcKernelManager", "AsyncIpcKernelManager", "execute_notebook", "execute_all", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class _UnixSockets:
+    """Kernel-manager defaults: the kernel listens on Unix socket files instead of TCP ports.
+
+    Over TCP, jupyter_client finds a free port by binding a socket to port 0 and closing it;
+    the kernel binds the port a moment later. Another process starting a kernel at the same
+    time can be handed the same port, and one kernel dies with "Address already in use"
+    (jupyter_client issue 487; it failed this project's CI once, with two notebooks
+    executed side by side). Socket files named after a fresh random prefix cannot collide,
+    and jupyter_client removes them when it shuts the kernel down.
+    """
+
+    def _transport_default(self) -> str:
+        return "ipc"
+
+    def _ip_default(self) -> str:  # the socket files' prefix: short, as a socket path holds at most 107 bytes
+        return os.path.join(tempfile.gettempdir(), f"kernel-{uuid.uuid4().hex[:16]}")
+
+
+class IpcKernelManager(_UnixSockets, KernelManager):
+    """jupyter_client's KernelManager, over Unix sockets (see ``_UnixSockets``); nbval's kernels use it."""
+
+
+class AsyncIpcKernelManager(_UnixSockets, AsyncKernelManager):
+    """jupyter_client's AsyncKernelManager, over Unix sockets (see ``_UnixSockets``); nbclient's kernels use it."""
 
 
 def execute_notebook(path: str | os.PathLike, kernel: str = "python3") -> tuple[nbformat.NotebookNode, float]:
@@ -44,8 +77,8 @@ def execute_notebook(path: str | os.PathLike, kernel: str = "python3") -> tuple[
     path = Path(path).resolve()
     notebook = nbformat.read(str(path), as_version=4)
     started = time.perf_counter()
-    NotebookClient(notebook, timeout=None, kernel_name=kernel, allow_errors=False, record_timing=False,
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(notebook, kernel_manager_class=AsyncIpcKernelManager, timeout=None, kernel_name=kernel,
+                   allow_errors=False, record_timing=False, resources={"metadata": {"path": str(path.parent)}}).execute()
     return notebook, time.perf_counter() - started
 
 

@@ -16,12 +16,15 @@ def notebook(path, *sources):
 
 def test_notebooks_are_executed_once_into_the_cache(tmp_path, capsys):
     first = notebook(tmp_path / "a.ipynb", "x = 6 * 7", "print(x)", "x")
-    second = notebook(tmp_path / "b.ipynb", "import os\nprint(os.getcwd())")
+    second = notebook(tmp_path / "b.ipynb", "import os\nprint(os.getcwd())",
+                      "from ipykernel.kernelapp import IPKernelApp\nprint(IPKernelApp.instance().transport)")
     cache_dir, executed = tmp_path / "cache", tmp_path / "executed"
     assert execute.execute_all([first, second], cache_dir, executed, jobs=2) == []
     run = nbformat.read(str(executed / "a.ipynb"), as_version=4)
     assert run.cells[1].outputs[0]["text"] == "42\n" and run.cells[2].outputs[0]["data"]["text/plain"] == "42"
-    assert nbformat.read(str(executed / "b.ipynb"), as_version=4).cells[0].outputs[0]["text"].strip() == str(tmp_path)
+    cells = nbformat.read(str(executed / "b.ipynb"), as_version=4).cells
+    assert cells[0].outputs[0]["text"].strip() == str(tmp_path)
+    assert cells[1].outputs[0]["text"].strip() == "ipc"  # Unix sockets: no TCP port two kernels could share
     cache = get_cache(str(cache_dir))
     assert cache.match_cache_notebook(nbformat.read(str(first), as_version=4))  # what the book build looks up
     capsys.readouterr()
@@ -37,3 +40,15 @@ def test_a_failing_notebook_is_named_and_the_others_still_run(tmp_path, capsys):
     assert (tmp_path / "executed" / "good.ipynb").is_file() and not (tmp_path / "executed" / "bad.ipynb").exists()
     assert "seed must be an int >= 0" in capsys.readouterr().err
     assert execute.main([str(bad), "--cache", str(tmp_path / "c2"), "--executed", str(tmp_path / "e2")]) == 1
+
+
+def test_kernels_listen_on_socket_files_that_no_other_kernel_shares(tmp_path):
+    first, second = execute.IpcKernelManager(kernel_name="python3"), execute.AsyncIpcKernelManager(kernel_name="python3")
+    assert first.transport == second.transport == "ipc" and not first.cache_ports
+    assert first.ip != second.ip and len(first.ip) < 90  # a Unix socket path holds at most 107 bytes
+
+
+def test_nbval_starts_its_kernels_over_unix_sockets():
+    import nbval.kernel
+
+    assert nbval.kernel.KernelManager is execute.IpcKernelManager  # set by conftest.py

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import NOTEBOOKS, ROOT
+from attention_lib.execute import AsyncIpcKernelManager
 from attention_lib.mechanisms import MECHANISMS
 
 COLAB_FIRST_LINE = "# Colab: install attention_lib from the repository when it is missing"
@@ -152,7 +153,7 @@ def test_papermill_injects_parameters_into_a_chapter(tmp_path):
                                               'train_epochs={train_epochs}, run_epochs={run_epochs}")'))
     nbformat.write(nb, str(source))
     papermill.execute_notebook(str(source), str(output), kernel_name="python3", cwd=str(tmp_path),
-                               progress_bar=False,
+                               progress_bar=False, kernel_manager_class=AsyncIpcKernelManager,
                                parameters={"seed": 3, "train_epochs": 2, "photo": "astronaut", "run_epochs": 5})
     executed = json.loads(output.read_text())
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
