@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.primitives import add_residual
+from attention_lib.primitives import add_residual, attend
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["NonLocal", "VARIANTS"]
@@ -137,9 +137,7 @@ class NonLocal(nn.Module):
         # the input's size above timm's peak).
         values = self.g(keys).flatten(2)  # g(x_j), (n, d, N)
         weights = self._weights(queries, embedded_keys)
-        # Eq. (9.1) as (n, hw, N) @ (n, N, d): the gradient of the weights then comes out in
-        # the weights' own layout, which the softmax's backward needs, instead of transposed.
-        y = (weights @ values.transpose(1, 2)).transpose(1, 2).reshape(n, self.width, h, w)
+        y = attend(weights, values).reshape(n, self.width, h, w)  # eq. (9.1), (n, d, h, w)
         return add_residual(self.norm(self.out(y)), x)  # eq. (9.6): BN(W_z y) + x
 
     def extra_repr(self) -> str:

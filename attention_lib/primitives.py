@@ -557,6 +557,36 @@ def add_residual(branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return branch + x
 
 
+__all__ += ["attend"]
+
+
+def attend(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The weighted sums of values of eq. (9.1): ``values @ weights.transpose(1, 2)``, ``(n, d, q)``.
+
+    Args:
+        weights: ``(n, q, N)``, one row of weights over the ``N`` keys per query position.
+        values: ``(n, d, N)``, the ``d``-channel value of every key position.
+
+    Same values as the expression above, up to float rounding. The order of the product
+    decides the result's memory layout, and so the layout in which the layers after it
+    run: ``(weights @ values^T)^T`` is laid out position by position, as a channels-last
+    map; ``values @ weights^T`` channel by channel, as a contiguous one. The second is
+    taken only while a gradient is needed, for values of a contiguous map with more
+    channels than the batch has query positions (``d > n * q``), where it measured faster
+    and lighter on a CPU (chapter 09); the first everywhere else.
+    """
+    if not (weights.dim() == values.dim() == 3 and weights.shape[0] == values.shape[0]
+            and weights.shape[2] == values.shape[2]):
+        raise ValueError(f"attend needs weights of shape (n, q, N) and values of shape (n, d, N), "
+                         f"got weights {tuple(weights.shape)} and values {tuple(values.shape)}")
+    n, queries = weights.shape[:2]
+    channels_last = values.stride(1) == 1 and values.stride(2) != 1
+    needs_grad = torch.is_grad_enabled() and (weights.requires_grad or values.requires_grad)
+    if needs_grad and not channels_last and values.shape[1] > n * queries:
+        return values @ weights.transpose(1, 2)  # (n, d, q), contiguous
+    return (weights @ values.transpose(1, 2)).transpose(1, 2)  # (n, q, d) in memory: channels-last
+
+
 __all__ += ["attention_pool"]
 
 

@@ -278,3 +278,21 @@ def test_a_training_step_holds_no_more_memory_than_timms():
         assert pass_peak(ours, x) <= pass_peak(timm_block, x)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_training_step_with_more_channels_than_positions_holds_less_memory_than_timms():
+    # d = 256 > n q = 98, as at ResNet-50's 7 x 7 stage: attend lays eq. (9.1)'s result out
+    # channel by channel. On two threads the peak is 9.84 units of the input against timm's
+    # (and the position-by-position order's) 12.45.
+    from attention_lib.benchmark.modules import pass_peak, selected_cases
+
+    case = selected_cases(["Non-local"])[0]
+    torch.manual_seed(0)
+    x = torch.randn(2, 512, 7, 7, requires_grad=True)
+    ours, timm_block = case.ours(512), case.reference(512)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert pass_peak(ours, x) < 0.9 * pass_peak(timm_block, x)
+    finally:
+        torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
 from attention_lib.primitives import (
-    _kernels, _Squeeze, add_residual, amax_pool, as_declared, bottleneck_width, conv_across_channels, depthwise_conv, gate_conv, mean_pool, pointwise, reduce_keepdim,
+    _kernels, _Squeeze, add_residual, amax_pool, attend, as_declared, bottleneck_width, conv_across_channels, depthwise_conv, gate_conv, mean_pool, pointwise, reduce_keepdim,
     rescale, rescale_nearest, squeeze,
 )
 
@@ -618,6 +618,48 @@ def test_reduce_keepdim_of_a_channels_last_map_is_the_plain_reduction(dim, reduc
         torch.testing.assert_close(lean, plain)
     else:  # any other layout takes the plain call
         assert torch.equal(lean, plain)
+
+
+# --- attend: eq. (9.1)'s weighted sums of values, in the order that suits the layout ---------------
+
+
+@pytest.mark.parametrize("n,width,queries,keys", [(2, 16, 3, 5), (2, 4, 9, 9), (3, 8, 6, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_attend_has_the_values_and_gradients_of_the_plain_product(n, width, queries, keys, channels_last):
+    torch.manual_seed(0)
+    weights = torch.randn(n, queries, keys, dtype=torch.float64).softmax(-1).requires_grad_()
+    values = torch.randn(n, width, keys, dtype=torch.float64)
+    if channels_last:  # (n, d, N) as flatten(2) gives it from a channels-last map
+        values = values.transpose(1, 2).contiguous().transpose(1, 2)
+    values.requires_grad_()
+    out = attend(weights, values)
+    expected = values @ weights.transpose(1, 2)
+    assert out.shape == (n, width, queries) and torch.allclose(out, expected)
+    grad = torch.randn_like(expected)
+    for ours, plain in zip(torch.autograd.grad(out, (weights, values), grad),
+                           torch.autograd.grad(expected, (weights, values), grad)):
+        assert torch.allclose(ours, plain)
+    assert torch.autograd.gradcheck(attend, (weights, values))
+    with torch.no_grad():
+        assert torch.allclose(attend(weights, values), expected)
+
+
+def test_attend_lays_its_result_out_channel_by_channel_only_in_training_with_d_above_n_q():
+    weights, values = torch.rand(2, 3, 5), torch.randn(2, 16, 5)  # d = 16 > n q = 6
+    with torch.no_grad():  # inference: position by position, the channels-last layout
+        assert attend(weights, values).transpose(1, 2).is_contiguous()
+    values.requires_grad_()
+    assert attend(weights, values).is_contiguous()  # training, d > n q: channel by channel
+    assert attend(weights, torch.randn(2, 4, 5, requires_grad=True)).transpose(1, 2).is_contiguous()  # d <= n q
+    last = torch.randn(2, 5, 16).transpose(1, 2).requires_grad_()  # from a channels-last map
+    assert attend(weights, last).transpose(1, 2).is_contiguous()
+
+
+def test_attend_names_both_shapes_when_they_do_not_fit():
+    with pytest.raises(ValueError, match=r"weights of shape \(n, q, N\).*got weights \(2, 3, 5\) and values \(2, 4, 6\)"):
+        attend(torch.rand(2, 3, 5), torch.rand(2, 4, 6))
+    with pytest.raises(ValueError, match="got weights"):
+        attend(torch.rand(3, 5), torch.rand(4, 5))
 
 
 # --- add_residual: a residual sum in the branch's memory -----------------------------------------
