@@ -54,9 +54,12 @@ class _UnixSockets:
     """
 
     def _transport_default(self) -> str:
-        return "ipc"
+        return "tcp" if os.name == "nt" else "ipc"  # Windows: TCP, as jupyter_client's default
 
-    def _ip_default(self) -> str:  # the socket files' prefix: short, as a socket path holds at most 107 bytes
+    def _ip_default(self) -> str:
+        if self.transport != "ipc":
+            return super()._ip_default()
+        # The socket files' prefix: short, as a socket path holds at most 107 bytes.
         return os.path.join(tempfile.gettempdir(), f"kernel-{uuid.uuid4().hex[:16]}")
 
 

@@ -42,7 +42,7 @@ def test_a_failing_notebook_is_named_and_the_others_still_run(tmp_path, capsys):
     assert execute.main([str(bad), "--cache", str(tmp_path / "c2"), "--executed", str(tmp_path / "e2")]) == 1
 
 
-def test_kernels_listen_on_socket_files_that_no_other_kernel_shares(tmp_path):
+def test_kernels_listen_on_socket_files_that_no_other_kernel_shares():
     first, second = execute.IpcKernelManager(kernel_name="python3"), execute.AsyncIpcKernelManager(kernel_name="python3")
     assert first.transport == second.transport == "ipc" and not first.cache_ports
     assert first.ip != second.ip and len(first.ip) < 90  # a Unix socket path holds at most 107 bytes
