@@ -49,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
     whole.add_argument("--arch", default="resnet50")
     whole.add_argument("--attentions", default=None, help="comma-separated (default: every placeable attention)")
     whole.add_argument("--image-size", type=int, default=112)
-    whole.add_argument("--min-rounds", type=int, default=5)
-    whole.add_argument("--max-rounds", type=int, default=15)
+    whole.add_argument("--min-rounds", type=int, default=15,
+                       help="rounds before the IQR may stop the run (default 15: the IQR of fewer is not to be trusted)")
+    whole.add_argument("--max-rounds", type=int, default=30)
     whole.add_argument("--target-iqr", type=float, default=0.05, help="stop when every overhead's IQR is below this")
     whole.add_argument("--max-minutes", type=float, default=None, help="time budget of the whole run")
     whole.add_argument("--no-timm", action="store_true", help="skip timm's models")
