@@ -260,39 +260,36 @@ def test_resnet50_with_nl_starts_as_the_plain_network():
         assert torch.equal(model(x), base(x))
 
 
+def _training_peaks(n: int, channels: int, size: int) -> tuple[int, int]:
+    """Peak bytes of one training step of our block and of timm's (the benchmark's Non-local
+    case) on an (n, channels, size, size) input, on two threads: PyTorch's allocation
+    events, where oneDNN's temporaries depend on the threads."""
+    from attention_lib.benchmark.modules import pass_peak, selected_cases
+
+    case = selected_cases(["Non-local"])[0]
+    torch.manual_seed(0)
+    x = torch.randn(n, channels, size, size, requires_grad=True)
+    ours, timm_block = case.ours(channels), case.reference(channels)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        return pass_peak(ours, x), pass_peak(timm_block, x)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_training_step_holds_no_more_memory_than_timms():
     # With the values' convolution run first, autograd held the values' gradient through
     # the backward passes of theta's and phi's convolutions: at 128 x 8² on two threads
     # (fewer positions than embedding channels, like ResNet-50's 1024 x 14², where the
     # benchmark saw it on one) that was 6.25 units of the input against timm's 5.76.
-    # Peaks from PyTorch's allocation events; oneDNN's temporaries depend on the threads.
-    from attention_lib.benchmark.modules import pass_peak, selected_cases
-
-    case = selected_cases(["Non-local"])[0]
-    torch.manual_seed(0)
-    x = torch.randn(4, 128, 8, 8, requires_grad=True)
-    ours, timm_block = case.ours(128), case.reference(128)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        assert pass_peak(ours, x) <= pass_peak(timm_block, x)
-    finally:
-        torch.set_num_threads(threads)
+    ours, timm_block = _training_peaks(4, 128, 8)
+    assert ours <= timm_block
 
 
 def test_a_training_step_with_more_channels_than_positions_holds_less_memory_than_timms():
     # d = 256 > n q = 98, as at ResNet-50's 7 x 7 stage: attend lays eq. (9.1)'s result out
     # channel by channel. On two threads the peak is 9.84 units of the input against timm's
     # (and the position-by-position order's) 12.45.
-    from attention_lib.benchmark.modules import pass_peak, selected_cases
-
-    case = selected_cases(["Non-local"])[0]
-    torch.manual_seed(0)
-    x = torch.randn(2, 512, 7, 7, requires_grad=True)
-    ours, timm_block = case.ours(512), case.reference(512)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        assert pass_peak(ours, x) < 0.9 * pass_peak(timm_block, x)
-    finally:
-        torch.set_num_threads(threads)
+    ours, timm_block = _training_peaks(2, 512, 7)
+    assert ours < 0.9 * timm_block
