@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, depthwise_conv, pointwise, rescale, rescale_nearest, squeeze
+from attention_lib.primitives import bottleneck_width, conv_norm, pointwise, rescale, rescale_nearest, squeeze
 from attention_lib.validation import check_bool, check_feature_map, check_int
 
 __all__ = ["GatherExcite"]
@@ -157,8 +157,9 @@ class GatherExcite(nn.Module):
         self._check_input(x)
         if self.gather is not None:  # eq. (6.5), or its global form: conv, BN (and ReLU) per stage
             z = x
-            for layer in self.gather:
-                z = depthwise_conv(layer, z) if isinstance(layer, nn.Conv2d) else layer(z)
+            layers = iter(self.gather)
+            for layer in layers:  # conv, norm (and ReLU) per stage
+                z = conv_norm(layer, next(layers), z) if isinstance(layer, nn.Conv2d) else layer(z)
         elif self.is_global:
             z = squeeze(x)  # eq. (6.1) with one window: SE's squeeze
         else:  # eq. (6.1)

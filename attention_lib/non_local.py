@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.primitives import add_residual, attend
+from attention_lib.primitives import add_residual, attend, conv_norm
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["NonLocal", "VARIANTS"]
@@ -138,7 +138,7 @@ class NonLocal(nn.Module):
         values = self.g(keys).flatten(2)  # g(x_j), (n, d, N)
         weights = self._weights(queries, embedded_keys)
         y = attend(weights, values).reshape(n, self.width, h, w)  # eq. (9.1), (n, d, h, w)
-        return add_residual(self.norm(self.out(y)), x)  # eq. (9.6): BN(W_z y) + x
+        return add_residual(conv_norm(self.out, self.norm, y), x)  # eq. (9.6): BN(W_z y) + x
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, width={self.width}, variant={self.variant!r}, "

@@ -506,7 +506,8 @@ def rescale_nearest(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 __all__ += ["depthwise_conv"]
 
 
-def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None,
+                   bias: torch.Tensor | None = None) -> torch.Tensor:
     """``layer(x)`` for a depthwise convolution ``layer`` (one filter per channel), as in
     GE-θ's learned gather (eq. 6.5).
 
@@ -520,22 +521,68 @@ def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     pixels on (0.5-0.9 times); on smaller maps the convolution kernel is kept. Anything
     else (several output pixels, dilation, other padding modes, other devices, and the
     FLOP count of :func:`as_declared`) goes to ``layer`` itself. The values are those of
-    ``layer(x)`` up to float rounding.
+    ``layer(x)`` up to float rounding. ``weight`` and ``bias``, when ``weight`` is given,
+    replace the layer's (:func:`conv_norm` passes a batch norm folded into them).
     """
+    if weight is None:
+        weight, bias = layer.weight, layer.bias
     if (layer.groups != layer.in_channels or layer.out_channels != layer.in_channels or x.dim() != 4
             or layer.padding_mode != "zeros" or isinstance(layer.padding, str) or layer.dilation != (1, 1)
             or x.device.type != "cpu" or _kernels.declared):
-        return layer(x)
+        return layer._conv_forward(x, weight, bias)  # what layer(x) runs, with these weights
     (kh, kw), (ph, pw), (sh, sw) = layer.kernel_size, layer.padding, layer.stride
     h, w = x.shape[-2:]
     one_pixel = 0 <= h + 2 * ph - kh < sh and 0 <= w + 2 * pw - kw < sw  # the kernel fits once
-    training = torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad)
+    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if not one_pixel or not (training or h * w >= 32):
-        return layer(x)
+        return layer._conv_forward(x, weight, bias)
     rows, cols = min(h, kh - ph), min(w, kw - pw)  # the pixels under the one window
-    taps = layer.weight[:, 0, ph:ph + rows, pw:pw + cols]  # (c, rows, cols): the taps that meet them
+    taps = weight[:, 0, ph:ph + rows, pw:pw + cols]  # (c, rows, cols): the taps that meet them
     out = (x[:, :, :rows, :cols] * taps).sum(dim=(2, 3), keepdim=True)
-    return out if layer.bias is None else out + layer.bias.view(1, -1, 1, 1)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+__all__ += ["conv_norm"]
+
+
+def _convolve(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None,
+              bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv``'s convolution of ``x``, with its own or the given weight and bias; a depthwise
+    one through :func:`depthwise_conv`."""
+    if conv.groups == conv.in_channels == conv.out_channels:
+        return depthwise_conv(conv, x, weight, bias)
+    return conv(x) if weight is None else conv._conv_forward(x, weight, bias)
+
+
+def conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``norm(conv(x))``: a convolution followed by its batch norm.
+
+    When ``norm`` uses its running statistics (eval mode), it is the per-channel affine
+    map ``s * u + t`` with ``s = gamma / sqrt(running_var + eps)`` and
+    ``t = beta - s * running_mean``, and it is folded into the convolution: weight
+    ``s * W``, bias ``s * b + t``. One convolution then writes the output, where the pair
+    made two passes over a map of its size, and the map the batch norm would write is
+    never allocated. The folded weight is a new tensor, so this is done only where it
+    costs little: a weight at most a quarter of ``x``'s size, on a channels-last ``x``. (On
+    a contiguous map, oneDNN first copies ``x`` into its blocked layout; when the output is
+    smaller than ``x``, as after a stride-2 gather stage, that copy sets the peak and the
+    folded weight would add to it.) Gradients reach ``conv``'s and ``norm``'s parameters
+    through the folding. Otherwise (training, a norm without running statistics or of
+    another width, inside :func:`as_declared`) it is ``norm(conv(x))``. A depthwise
+    ``conv`` runs through :func:`depthwise_conv` either way. Same values as
+    ``norm(conv(x))`` up to float rounding.
+    """
+    if (norm.training or norm.running_var is None or norm.num_features != conv.out_channels or _kernels.declared
+            or not _is_channels_last(x) or 4 * conv.weight.numel() > x.numel()):
+        return norm(_convolve(conv, x))
+    scale = torch.rsqrt(norm.running_var + norm.eps)  # 1 / sqrt(var + eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight  # s
+    shift = -norm.running_mean * scale if norm.bias is None else torch.addcmul(norm.bias, norm.running_mean, scale, value=-1)
+    if conv.bias is not None:
+        shift = torch.addcmul(shift, conv.bias, scale)  # s * b + t
+    weight = conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1))  # s * W, one scale per output channel
+    return _convolve(conv, x, weight, shift)
 
 
 __all__ += ["add_residual"]

@@ -11,7 +11,7 @@ of each cardinal group, the r-softmax (12.5), (12.6), that mix the splits (12.7)
 import torch
 from torch import nn
 
-from attention_lib.primitives import bottleneck_width, squeeze, weighted_sum
+from attention_lib.primitives import bottleneck_width, conv_norm, squeeze, weighted_sum
 from attention_lib.validation import check_batch_statistics, check_bool, check_feature_map, check_int
 
 __all__ = ["SplitAttention"]
@@ -88,7 +88,7 @@ class SplitAttention(nn.Module):
         self.pool = nn.AvgPool2d(3, stride, padding=1) if pooled else nn.Identity()
 
     def _splits(self, x: torch.Tensor) -> torch.Tensor:
-        u = self.relu(self.norm(self.conv(x)))  # eq. (12.1), all splits at once: (n, R c, h, w)
+        u = self.relu(conv_norm(self.conv, self.norm, x))  # eq. (12.1), all splits at once: (n, R c, h, w)
         return u.unflatten(1, (self.radix, self.out_channels))  # a view: (n, R, c, h, w)
 
     def _weights(self, splits: torch.Tensor) -> torch.Tensor:

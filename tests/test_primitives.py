@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, SelectiveKernel
+from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, NonLocal, SelectiveKernel, SplitAttention
 from attention_lib.primitives import (
-    _kernels, _Squeeze, add_residual, amax_pool, attend, as_declared, bottleneck_width, conv_across_channels, depthwise_conv, gate_conv, mean_pool, pointwise, reduce_keepdim,
+    _kernels, _Squeeze, add_residual, amax_pool, attend, as_declared, bottleneck_width, conv_across_channels, conv_norm, depthwise_conv, gate_conv, mean_pool, pointwise, reduce_keepdim,
     rescale, rescale_nearest, squeeze,
 )
 
@@ -566,6 +566,141 @@ def test_depthwise_conv_counts_as_declared():
     with FlopCounterMode(display=False) as counter:  # outside: the product and sum ran, no convolution
         assert torch.allclose(depthwise_conv(layer, x), plain, atol=1e-5)
     assert counter.get_total_flops() == 0
+
+
+# --- conv_norm: a convolution and its batch norm, folded into one convolution in eval mode ------
+
+def _conv_and_norm(conv_args, conv_kwargs, affine=True, dtype=torch.float64):
+    """A convolution and a batch norm with random parameters and running statistics."""
+    torch.manual_seed(2)
+    conv = nn.Conv2d(*conv_args, **conv_kwargs).to(dtype)
+    norm = nn.BatchNorm2d(conv.out_channels, affine=affine).to(dtype)
+    with torch.no_grad():
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.2, 3.0)
+        if affine:
+            norm.weight.normal_()
+            norm.bias.normal_()
+        if conv.bias is not None:
+            conv.bias.normal_()
+    return conv, norm
+
+
+_CONV_NORM_CASES = {  # name: (Conv2d args, kwargs, input spatial size)
+    "dense 3x3 with bias": ((6, 10, 3), {"padding": 1}, (9, 9)),
+    "grouped, no bias": ((8, 12, 3), {"padding": 1, "groups": 2, "bias": False}, (7, 7)),  # Split-Attention's
+    "1x1": ((8, 16, 1), {}, (5, 5)),  # Non-local's W_z
+    "depthwise stride 2": ((8, 8, 3), {"stride": 2, "padding": 1, "groups": 8, "bias": False}, (7, 7)),  # GE-θ stage
+    "depthwise, one pixel": ((8, 8, 7), {"groups": 8, "bias": False}, (7, 7)),  # GE-θ's global gather
+}
+
+
+def _norm_calls(norms):
+    """A list that grows by one entry (the norm's ``training`` flag) each time one of ``norms`` runs,
+    and the hooks' handles."""
+    calls = []
+    handles = [norm.register_forward_hook(lambda module, inputs, output: calls.append(module.training))
+               for norm in norms]
+    return calls, handles
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("case", list(_CONV_NORM_CASES))
+def test_conv_norm_in_eval_mode_equals_the_pair_with_gradients(case, affine, channels_last):
+    args, kwargs, size = _CONV_NORM_CASES[case]
+    conv, norm = _conv_and_norm(args, kwargs, affine)
+    norm.eval()
+    x = torch.randn(8, conv.in_channels, *size, dtype=torch.float64)  # 8: every weight here is under x's quarter
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    calls, handles = _norm_calls([norm])
+    try:
+        ours = conv_norm(conv, norm, x)
+    finally:
+        handles[0].remove()
+    assert calls == ([] if channels_last else [False])  # folded on channels-last maps only
+    pair = norm(conv(x))
+    assert ours.shape == pair.shape
+    assert torch.allclose(ours, pair, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(pair)
+    inputs = [x, *conv.parameters(), *norm.parameters()]  # a frozen norm can still be fine-tuned through the fold
+    for a, b in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(pair, inputs, grad)):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+    with torch.no_grad():
+        assert torch.allclose(conv_norm(conv, norm, x), pair, rtol=1e-10, atol=1e-10)
+
+
+def test_conv_norm_folds_the_norm_only_where_it_uses_running_statistics_and_costs_little():
+    conv, norm = _conv_and_norm((6, 10, 3), {"padding": 1}, dtype=torch.float32)
+    calls, handles = _norm_calls([norm])
+    x = torch.randn(8, 6, 8, 8).contiguous(memory_format=torch.channels_last)
+    try:
+        norm.eval()
+        with torch.no_grad():
+            folded = conv_norm(conv, norm, x)
+            assert calls == []  # eval mode: no batch norm ran, one convolution did
+            assert torch.allclose(folded, norm(conv(x)), atol=1e-5)
+            calls.clear()
+            with as_declared():  # the FLOP count sees the modules as declared: the pair runs
+                assert torch.equal(conv_norm(conv, norm, x), norm(conv(x)))
+            assert calls == [False, False]
+            calls.clear()
+            # a contiguous map (oneDNN copies it first), or a weight over a quarter of x: the pair
+            for other in (x.contiguous(), x[:2]):
+                assert torch.equal(conv_norm(conv, norm, other), norm(conv(other)))
+            assert calls == [False, False, False, False]
+        calls.clear()
+        norm.train()  # training: the batch's statistics, and the running ones move
+        reference = nn.BatchNorm2d(10).train()
+        reference.load_state_dict(norm.state_dict())
+        before = norm.running_mean.clone()
+        out = conv_norm(conv, norm, x)
+        assert calls == [True]
+        assert torch.equal(out, reference(conv(x)))
+        assert not torch.equal(norm.running_mean, before)
+        assert torch.equal(norm.running_mean, reference.running_mean)
+    finally:
+        handles[0].remove()
+    batch_stats = nn.BatchNorm2d(10, track_running_stats=False).eval()  # no running statistics: nothing to fold
+    with torch.no_grad():
+        assert torch.equal(conv_norm(conv, batch_stats, x), batch_stats(conv(x)))
+    with pytest.raises(RuntimeError, match="running_mean should contain 10 elements not 7"):
+        conv_norm(conv, nn.BatchNorm2d(7).eval(), x)  # a norm of another width: its own error
+
+
+@pytest.mark.parametrize("make,folded", [
+    (lambda: GatherExcite(16, 8, param_gather=True), 3),  # three stages on a 7x7 map: 7, 4, 2, 1
+    (lambda: GatherExcite(16, "global", param_gather=True, param_excite=True, spatial_size=7), 1),
+    (lambda: NonLocal(16), 1),  # BN(W_z y), eq. (9.6)
+    (lambda: SplitAttention(16, 16, radix=2), 1),  # eq. (12.1); the bottleneck's norm (12.4) acts on pooled vectors
+], ids=["GE-θ e=8", "GE-θ+ global", "Non-local", "Split-Attention"])
+def test_modules_fold_their_batch_norms_in_eval_mode(make, folded):
+    torch.manual_seed(3)
+    module = make().double()
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for norm in norms:
+            norm.running_mean.normal_()
+            norm.running_var.uniform_(0.2, 3.0)
+            norm.weight.normal_()
+            norm.bias.normal_()
+    module.eval()
+    calls, handles = _norm_calls(norms)
+    x = torch.randn(12, 16, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            ours = module(x)
+            ran = len(calls)
+            with as_declared():
+                declared = module(x)  # every layer as declared: each convolution, then its batch norm
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert torch.allclose(ours, declared, rtol=1e-10, atol=1e-10)
+    assert len(calls) - ran == len(norms)  # as declared, every norm ran
+    assert ran == len(norms) - folded  # in eval mode, the folded ones did not
 
 
 # --- rescale_nearest: x times the nearest-interpolated gate ---------------------------------------
