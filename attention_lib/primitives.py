@@ -524,18 +524,19 @@ def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | Non
     ``layer(x)`` up to float rounding. ``weight`` and ``bias``, when ``weight`` is given,
     replace the layer's (:func:`conv_norm` passes a batch norm folded into them).
     """
-    if weight is None:
+    own = weight is None  # the layer's weights: fall back to calling the layer, hooks and all
+    if own:
         weight, bias = layer.weight, layer.bias
     if (layer.groups != layer.in_channels or layer.out_channels != layer.in_channels or x.dim() != 4
             or layer.padding_mode != "zeros" or isinstance(layer.padding, str) or layer.dilation != (1, 1)
             or x.device.type != "cpu" or _kernels.declared):
-        return layer._conv_forward(x, weight, bias)  # what layer(x) runs, with these weights
+        return layer(x) if own else layer._conv_forward(x, weight, bias)  # what layer(x) runs
     (kh, kw), (ph, pw), (sh, sw) = layer.kernel_size, layer.padding, layer.stride
     h, w = x.shape[-2:]
     one_pixel = 0 <= h + 2 * ph - kh < sh and 0 <= w + 2 * pw - kw < sw  # the kernel fits once
     training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if not one_pixel or not (training or h * w >= 32):
-        return layer._conv_forward(x, weight, bias)
+        return layer(x) if own else layer._conv_forward(x, weight, bias)
     rows, cols = min(h, kh - ph), min(w, kw - pw)  # the pixels under the one window
     taps = weight[:, 0, ph:ph + rows, pw:pw + cols]  # (c, rows, cols): the taps that meet them
     out = (x[:, :, :rows, :cols] * taps).sum(dim=(2, 3), keepdim=True)

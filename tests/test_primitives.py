@@ -556,6 +556,27 @@ def test_depthwise_conv_takes_the_product_only_where_it_is_faster():
         depthwise_conv(glob, torch.randn(2, 8, 3, 3))
 
 
+def test_depthwise_conv_calls_the_layer_or_uses_the_weights_it_is_given():
+    layer = _depthwise(8, 3, stride=2, padding=1)
+    calls = []
+    handle = layer.register_forward_hook(lambda *args: calls.append(1))
+    many = torch.randn(2, 8, 9, 9)  # several output pixels: the convolution kernel
+    try:
+        assert torch.equal(depthwise_conv(layer, many), F.conv2d(many, layer.weight, None, 2, 1, 1, 8))
+        assert calls == [1]  # the layer itself ran: its hooks (and per-module FLOP counts) see it
+        doubled = 2 * layer.weight
+        bias = torch.randn(8)
+        assert torch.equal(depthwise_conv(layer, many, doubled, bias), F.conv2d(many, doubled, bias, 2, 1, 1, 8))
+        one = torch.randn(2, 8, 7, 7)
+        glob = _depthwise(8, 7)
+        with torch.no_grad():  # one output pixel from 49: the weighted sum, with the given weights
+            assert torch.allclose(depthwise_conv(glob, one, 2 * glob.weight, bias),
+                                  F.conv2d(one, 2 * glob.weight, bias, groups=8), atol=1e-5)
+        assert calls == [1]
+    finally:
+        handle.remove()
+
+
 def test_depthwise_conv_counts_as_declared():
     layer = _depthwise(8, 7)
     x = torch.randn(2, 8, 7, 7, requires_grad=True)
