@@ -506,6 +506,13 @@ def rescale_nearest(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 __all__ += ["depthwise_conv"]
 
 
+def _convolve_as(layer: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``layer(x)`` (the layer itself runs: hooks and per-module FLOP counts see it), or, when
+    ``weight`` is given, the layer's convolution with ``weight`` and ``bias`` instead of its own."""
+    return layer(x) if weight is None else layer._conv_forward(x, weight, bias)
+
+
 def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None,
                    bias: torch.Tensor | None = None) -> torch.Tensor:
     """``layer(x)`` for a depthwise convolution ``layer`` (one filter per channel), as in
@@ -524,23 +531,21 @@ def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | Non
     ``layer(x)`` up to float rounding. ``weight`` and ``bias``, when ``weight`` is given,
     replace the layer's (:func:`conv_norm` passes a batch norm folded into them).
     """
-    own = weight is None  # the layer's weights: fall back to calling the layer, hooks and all
-    if own:
-        weight, bias = layer.weight, layer.bias
     if (layer.groups != layer.in_channels or layer.out_channels != layer.in_channels or x.dim() != 4
             or layer.padding_mode != "zeros" or isinstance(layer.padding, str) or layer.dilation != (1, 1)
             or x.device.type != "cpu" or _kernels.declared):
-        return layer(x) if own else layer._conv_forward(x, weight, bias)  # what layer(x) runs
+        return _convolve_as(layer, x, weight, bias)
+    kernel, kernel_bias = (layer.weight, layer.bias) if weight is None else (weight, bias)
     (kh, kw), (ph, pw), (sh, sw) = layer.kernel_size, layer.padding, layer.stride
     h, w = x.shape[-2:]
     one_pixel = 0 <= h + 2 * ph - kh < sh and 0 <= w + 2 * pw - kw < sw  # the kernel fits once
-    training = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    training = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
     if not one_pixel or not (training or h * w >= 32):
-        return layer(x) if own else layer._conv_forward(x, weight, bias)
+        return _convolve_as(layer, x, weight, bias)
     rows, cols = min(h, kh - ph), min(w, kw - pw)  # the pixels under the one window
-    taps = weight[:, 0, ph:ph + rows, pw:pw + cols]  # (c, rows, cols): the taps that meet them
+    taps = kernel[:, 0, ph:ph + rows, pw:pw + cols]  # (c, rows, cols): the taps that meet them
     out = (x[:, :, :rows, :cols] * taps).sum(dim=(2, 3), keepdim=True)
-    return out if bias is None else out + bias.view(1, -1, 1, 1)
+    return out if kernel_bias is None else out + kernel_bias.view(1, -1, 1, 1)
 
 
 __all__ += ["conv_norm"]
@@ -552,7 +557,7 @@ def _convolve(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = No
     one through :func:`depthwise_conv`."""
     if conv.groups == conv.in_channels == conv.out_channels:
         return depthwise_conv(conv, x, weight, bias)
-    return conv(x) if weight is None else conv._conv_forward(x, weight, bias)
+    return _convolve_as(conv, x, weight, bias)
 
 
 def conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:

@@ -556,14 +556,22 @@ def test_depthwise_conv_takes_the_product_only_where_it_is_faster():
         depthwise_conv(glob, torch.randn(2, 8, 3, 3))
 
 
+def _forward_calls(modules):
+    """A list that grows by one entry (the module's ``training`` flag) each time one of
+    ``modules`` runs, and the hooks' handles."""
+    calls = []
+    handles = [module.register_forward_hook(lambda module, inputs, output: calls.append(module.training))
+               for module in modules]
+    return calls, handles
+
+
 def test_depthwise_conv_calls_the_layer_or_uses_the_weights_it_is_given():
     layer = _depthwise(8, 3, stride=2, padding=1)
-    calls = []
-    handle = layer.register_forward_hook(lambda *args: calls.append(1))
+    calls, (handle,) = _forward_calls([layer])
     many = torch.randn(2, 8, 9, 9)  # several output pixels: the convolution kernel
     try:
         assert torch.equal(depthwise_conv(layer, many), F.conv2d(many, layer.weight, None, 2, 1, 1, 8))
-        assert calls == [1]  # the layer itself ran: its hooks (and per-module FLOP counts) see it
+        assert calls == [True]  # the layer itself ran: its hooks (and per-module FLOP counts) see it
         doubled = 2 * layer.weight
         bias = torch.randn(8)
         assert torch.equal(depthwise_conv(layer, many, doubled, bias), F.conv2d(many, doubled, bias, 2, 1, 1, 8))
@@ -572,7 +580,7 @@ def test_depthwise_conv_calls_the_layer_or_uses_the_weights_it_is_given():
         with torch.no_grad():  # one output pixel from 49: the weighted sum, with the given weights
             assert torch.allclose(depthwise_conv(glob, one, 2 * glob.weight, bias),
                                   F.conv2d(one, 2 * glob.weight, bias, groups=8), atol=1e-5)
-        assert calls == [1]
+        assert calls == [True]
     finally:
         handle.remove()
 
@@ -616,15 +624,6 @@ _CONV_NORM_CASES = {  # name: (Conv2d args, kwargs, input spatial size)
 }
 
 
-def _norm_calls(norms):
-    """A list that grows by one entry (the norm's ``training`` flag) each time one of ``norms`` runs,
-    and the hooks' handles."""
-    calls = []
-    handles = [norm.register_forward_hook(lambda module, inputs, output: calls.append(module.training))
-               for norm in norms]
-    return calls, handles
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("case", list(_CONV_NORM_CASES))
@@ -636,7 +635,7 @@ def test_conv_norm_in_eval_mode_equals_the_pair_with_gradients(case, affine, cha
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(True)
-    calls, handles = _norm_calls([norm])
+    calls, handles = _forward_calls([norm])
     try:
         ours = conv_norm(conv, norm, x)
     finally:
@@ -655,7 +654,7 @@ def test_conv_norm_in_eval_mode_equals_the_pair_with_gradients(case, affine, cha
 
 def test_conv_norm_folds_the_norm_only_where_it_uses_running_statistics_and_costs_little():
     conv, norm = _conv_and_norm((6, 10, 3), {"padding": 1}, dtype=torch.float32)
-    calls, handles = _norm_calls([norm])
+    calls, handles = _forward_calls([norm])
     x = torch.randn(8, 6, 8, 8).contiguous(memory_format=torch.channels_last)
     try:
         norm.eval()
@@ -708,7 +707,7 @@ def test_modules_fold_their_batch_norms_in_eval_mode(make, folded):
             norm.weight.normal_()
             norm.bias.normal_()
     module.eval()
-    calls, handles = _norm_calls(norms)
+    calls, handles = _forward_calls(norms)
     x = torch.randn(12, 16, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     try:
         with torch.no_grad():
