@@ -79,13 +79,14 @@ def reduce_keepdim(reduction, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Te
       them and the product does not, so the global mean stays with ``x.mean`` there.)
     """
     reduced = {d % 4 for d in dim}
-    if _is_channels_last(x) and len(reduced & {2, 3}) == 1:
+    channels_last = _is_channels_last(x)
+    if channels_last and len(reduced & {2, 3}) == 1:
         nhwc = (0, 2, 3, 1)  # dimension i of the view is dimension nhwc[i] of x
         moved = tuple(nhwc.index(d % 4) for d in dim)
         return reduction(x.permute(nhwc), dim=moved, keepdim=True).permute(0, 3, 1, 2)
-    if (reduction is torch.mean and x.dim() == 4 and x.device.type == "cpu" and x.is_floating_point()
-            and not (torch.is_grad_enabled() and x.requires_grad)):
-        if reduced == {2, 3} and _is_channels_last(x):
+    if (reduction is torch.mean and x.is_cpu and not (x.requires_grad and torch.is_grad_enabled())
+            and x.dim() == 4 and x.is_floating_point()):
+        if channels_last and reduced == {2, 3}:
             return F.avg_pool2d(x, x.shape[2:])  # one window over the whole map: its mean
         row = _short_row(x, reduced)
         if row:  # x is contiguous: each mean averages `row` neighbouring numbers
@@ -100,13 +101,17 @@ def _short_row(x: torch.Tensor, reduced: set[int]) -> int:
     Thresholds measured on a CPU (PyTorch 2.14, batches 1-16, 64-2048 channels). Under
     ``torch.compile`` the compiler writes its own reduction: 0.
     """
-    if x.dtype != torch.float32 or not x.is_contiguous() or torch.compiler.is_compiling():
-        return 0
+    # The shapes first: most maps are longer, and each call below costs microseconds on a
+    # CPU whose caches the last full-size pass has just flushed.
     if reduced == {3}:
-        return x.shape[3] if 0 < x.shape[3] <= 16 else 0
-    if reduced == {2, 3} and torch.get_num_threads() == 1:
-        return x.shape[2] * x.shape[3] if 0 < x.shape[2] * x.shape[3] < 64 else 0
-    return 0
+        row = x.shape[3] if x.shape[3] <= 16 else 0
+    elif reduced == {2, 3}:
+        row = x.shape[2] * x.shape[3] if x.shape[2] * x.shape[3] < 64 else 0
+    else:
+        return 0
+    if not row or x.dtype != torch.float32 or not x.is_contiguous() or torch.compiler.is_compiling():
+        return 0
+    return row if reduced == {3} or torch.get_num_threads() == 1 else 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -147,9 +152,9 @@ def squeeze(x: torch.Tensor, dim: int | tuple[int, ...] = (2, 3)) -> torch.Tenso
     view never leaves the module. For a mean whose input has no other use, take
     :func:`mean_pool`.
     """
-    if not (torch.is_grad_enabled() and x.requires_grad):  # inference: nothing to save
-        return reduce_keepdim(torch.mean, x, _dims(dim))
-    return _Squeeze.apply(x, _dims(dim))
+    if x.requires_grad and torch.is_grad_enabled():
+        return _Squeeze.apply(x, _dims(dim))
+    return reduce_keepdim(torch.mean, x, _dims(dim))  # inference: nothing to save
 
 
 def mean_pool(x: torch.Tensor, dim: int | tuple[int, ...] = (2, 3)) -> torch.Tensor:
@@ -277,7 +282,7 @@ def conv_across_channels(layer: nn.Conv1d, z: torch.Tensor) -> torch.Tensor:
     more than ``_IM2COL_LIMIT`` channels fold the batch into ``n`` groups of one channel.
     """
     if (layer.in_channels != 1 or layer.out_channels != 1 or z.dim() != 3 or layer.padding_mode != "zeros"
-            or z.shape[0] < 2 or z.device.type != "cpu" or _kernels.declared):
+            or z.shape[0] < 2 or not z.is_cpu or _kernels.declared):
         return layer(z)
     n, _, c = z.shape
     if c > _IM2COL_LIMIT:  # not even one row fits a block: n groups, one kernel each
@@ -533,7 +538,7 @@ def depthwise_conv(layer: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | Non
     """
     if (layer.groups != layer.in_channels or layer.out_channels != layer.in_channels or x.dim() != 4
             or layer.padding_mode != "zeros" or isinstance(layer.padding, str) or layer.dilation != (1, 1)
-            or x.device.type != "cpu" or _kernels.declared):
+            or not x.is_cpu or _kernels.declared):
         return _convolve_as(layer, x, weight, bias)
     kernel, kernel_bias = (layer.weight, layer.bias) if weight is None else (weight, bias)
     (kh, kw), (ph, pw), (sh, sw) = layer.kernel_size, layer.padding, layer.stride
