@@ -229,6 +229,15 @@ def test_cli_quick_writes_json_with_provenance(tmp_path, capsys, monkeypatch):
         ("BAM", 64, "channels_last", "eval"), ("BAM", 128, "channels_last", "eval")]
 
 
+def test_cli_runs_the_stages_it_is_given(tmp_path):
+    path = tmp_path / "bench.json"
+    assert main(["--quick", "--no-pin", "--modules", "SE", "--formats", "contiguous", "--modes", "eval",
+                 "--no-memory", "--stages", "32x4,16X2", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert [(r["channels"], r["size"]) for r in data["rows"]] == [(32, 4), (16, 2)]
+    assert data["meta"]["stages"] == [[32, 4], [16, 2]]
+
+
 def test_cli_can_leave_the_allocator_as_it_comes(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert main(["--quick", "--no-pin", "--allocator", "system", "--modules", "SE", "--formats", "contiguous",
@@ -266,7 +275,8 @@ def test_keeping_freed_memory_spares_a_reused_block_its_page_faults():
 
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--threads", "0"], ["--formats", "nhwc"], ["--modes", "fit"],
-                                  ["--modules", "SE,Nope"], ["--allocator", "tcmalloc"]])
+                                  ["--modules", "SE,Nope"], ["--allocator", "tcmalloc"], ["--stages", "256x"],
+                                  ["--stages", "28"], ["--stages", "0x7"], ["--stages", ","]])
 def test_cli_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit):
         main(["--no-pin", *argv])

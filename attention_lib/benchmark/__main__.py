@@ -21,6 +21,20 @@ def _names(text: str | None) -> list[str] | None:
     return [name.strip() for name in text.split(",") if name.strip()] if text else None
 
 
+def _stages(text: str) -> list[tuple[int, int]]:
+    """``"256x28,512x14"`` as ``[(256, 28), (512, 14)]``: channels and map size of each stage."""
+    stages = []
+    for item in _names(text) or []:
+        channels, sep, size = item.lower().partition("x")
+        if not (sep and channels.isdigit() and size.isdigit() and int(channels) > 0 and int(size) > 0):
+            raise argparse.ArgumentTypeError(
+                f"--stages must be channels x size pairs such as 256x28,512x14, got {item!r} in {text!r}")
+        stages.append((int(channels), int(size)))
+    if not stages:
+        raise argparse.ArgumentTypeError(f"--stages must name at least one stage such as 256x28, got {text!r}")
+    return stages
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m attention_lib.benchmark",
                                 description="attention_lib against timm: modules (default) or whole models")
@@ -38,6 +52,9 @@ def parser() -> argparse.ArgumentParser:
     module = p.add_argument_group("module mode")
     module.add_argument("--modules", default=None, help="comma-separated case names, e.g. SE,CBAM (default: all)")
     module.add_argument("--modes", default=",".join(MODES), help="train,eval (default both)")
+    module.add_argument("--stages", type=_stages, default=None, metavar="CxS,...",
+                        help="channels x map size of each shape, e.g. 256x28,512x14,1024x7,2048x4 (ResNet-50's "
+                             "stages at 112 px, the whole-model mode's); default its stages at 224 px")
     module.add_argument("--warmup", type=int, default=3)
     module.add_argument("--repeats", type=int, default=10, help="rounds at least")
     module.add_argument("--min-time", type=float, default=1.0,
@@ -103,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             p.error(str(error))
         if args.batch is None:
             args.batch = 2 if args.quick else 16
-        rows = run(args.batch, QUICK_STAGES if args.quick else RESNET50_STAGES, args.device,
+        stages = args.stages or (QUICK_STAGES if args.quick else RESNET50_STAGES)
+        rows = run(args.batch, stages, args.device,
                    1 if args.quick else args.warmup, 2 if args.quick else args.repeats, args.amp, formats, modes,
                    modules=_names(args.modules), profile=args.profile,
                    min_seconds=0.0 if args.quick else args.min_time, memory=not args.no_memory,
                    progress=True)
-        meta.update({"batch": args.batch, "warmup": args.warmup, "repeats": args.repeats, "min_time_s": args.min_time,
+        meta.update({"batch": args.batch, "stages": [list(stage) for stage in stages], "warmup": args.warmup, "repeats": args.repeats, "min_time_s": args.min_time,
                      "amp": args.amp, "modes": list(modes)})
         print(format_table(rows))
     meta["load_average_after"] = load_average()
