@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from attention_lib import benchmark
-from attention_lib.benchmark import common, modules, whole_model
+from attention_lib.benchmark import call_overhead, common, modules, whole_model
 from attention_lib.benchmark.__main__ import main
 from attention_lib.toolkit import benchmarks as view
 
@@ -238,6 +238,44 @@ def test_cli_runs_the_stages_it_is_given(tmp_path):
     assert data["meta"]["stages"] == [[32, 4], [16, 2]]
 
 
+def test_cli_call_overhead_times_each_module_warm_and_cold(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("attention_lib.benchmark.__main__.keep_freed_memory", lambda: "kept (test)")
+    path = tmp_path / "overhead.json"
+    assert main(["--quick", "--no-pin", "--call-overhead", "--modules", "SE,BAM", "--formats", "contiguous",
+                 "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ours cold" in out and "microseconds per inference call on a (2, 64, 8, 8) map" in out
+    data = json.loads(path.read_text())
+    assert data["kind"] == "call_overhead" and data["meta"]["rounds"] == 3
+    assert [(row["module"], row["reference"], row["format"]) for row in data["rows"]] == [
+        ("SE", "timm", "contiguous"), ("BAM", "PyTorch", "contiguous")]
+    for row in data["rows"]:
+        for key in ("ours_cold_us", "ours_warm_us", "reference_cold_us", "reference_warm_us"):
+            assert 0 < row[key] < 1e6, (key, row)
+        assert row["cold_ratio"] > 0 and row["warm_ratio"] > 0
+
+
+def test_call_overhead_times_the_cold_call_after_the_flush_and_the_warm_one_after_it(monkeypatch):
+    events = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            events.append("call")
+            return x
+
+    case = benchmark.Case("rec", lambda c: Recorder(), None)
+    monkeypatch.setattr(call_overhead, "selected_cases", lambda names: [case])
+    original_copy = torch.Tensor.copy_
+    monkeypatch.setattr(torch.Tensor, "copy_", lambda self, other: (events.append("flush"), original_copy(self, other))[1])
+    rows = call_overhead.call_overhead(formats=("contiguous",), rounds=2, warmup=1, flush_bytes=64)
+    assert events == ["call", "flush", "call", "call", "flush", "call", "call"]
+    (row,) = rows
+    assert row["reference"] is None and row["reference_cold_us"] is None and row["cold_ratio"] is None
+    assert row["ours_cold_us"] > 0 and row["flush_bytes"] == 64
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        call_overhead.call_overhead(rounds=0)
+
+
 def test_cli_can_leave_the_allocator_as_it_comes(tmp_path, capsys):
     path = tmp_path / "bench.json"
     assert main(["--quick", "--no-pin", "--allocator", "system", "--modules", "SE", "--formats", "contiguous",
@@ -276,7 +314,8 @@ def test_keeping_freed_memory_spares_a_reused_block_its_page_faults():
 
 @pytest.mark.parametrize("argv", [["--batch", "0"], ["--threads", "0"], ["--formats", "nhwc"], ["--modes", "fit"],
                                   ["--modules", "SE,Nope"], ["--allocator", "tcmalloc"], ["--stages", "256x"],
-                                  ["--stages", "28"], ["--stages", "0x7"], ["--stages", ","]])
+                                  ["--stages", "28"], ["--stages", "0x7"], ["--stages", ","],
+                                  ["--call-overhead", "--models"], ["--call-overhead", "--modules", "Nope"]])
 def test_cli_rejects_bad_arguments(argv, capsys):
     with pytest.raises(SystemExit):
         main(["--no-pin", *argv])
@@ -371,3 +410,25 @@ def test_renderer_module_table():
     table = view.module_ratio_table({"kind": "modules", "meta": meta, "rows": rows}, "eval")
     assert table.frame.to_dict("records") == [{"module": "SE", "against": "timm", "256×56² nchw": "0.61 ± 0.01",
                                                "256×56² cl": "0.61 ± 0.01", "peak memory (worst)": "0.67"}]
+
+
+def test_renderer_call_overhead_table(tmp_path):
+    rows = call_overhead.call_overhead(["SE", "SimAM"], formats=("channels_last",), rounds=2, warmup=0, flush_bytes=64)
+    meta = dict(common.provenance("python -m attention_lib.benchmark --call-overhead"), batch=2, rounds=2,
+                load_average_before=None, ratios=common.RATIOS_PER_TWO_ROUNDS)
+    path = tmp_path / "calls.json"
+    path.write_text(json.dumps({"kind": "call_overhead", "meta": meta, "rows": rows}))
+    result = view.load_results(path, "call_overhead")
+    table = view.call_overhead_table(result)
+    records = table.frame.to_dict("records")
+    assert [(r["module"], r["against"], r["format"]) for r in records] == [("SE", "timm", "cl"),
+                                                                           ("SimAM", "PyTorch", "cl")]
+    se = rows[0]
+    assert records[0]["cold: ours (µs)"] == f"{se['ours_cold_us']:.0f}"
+    assert records[0]["warm: ours / reference"] == f"{se['warm_ratio']:.2f} ± {se['warm_ratio_iqr']:.2f}"
+    assert "(2, 64, 8, 8) map" in table.caption and "copying 6.10352e-05 MB" in table.caption
+    assert "ratios of each two rounds, one in each order" in table.caption and "--call-overhead" in table.caption
+    with pytest.raises(ValueError, match="call-overhead result"):
+        view.call_overhead_table({"kind": "modules", "meta": meta, "rows": []})
+    with pytest.raises(ValueError, match="modules"):
+        view.load_results(path, "modules")

@@ -9,13 +9,18 @@ Two modes, one command (``make benchmark ARGS=...`` or ``python -m attention_lib
   memory;
 - whole-model mode (``--models``, :mod:`attention_lib.benchmark.whole_model`): training
   step and inference of ``create_model(arch, attention)`` for every attention, against the
-  plain backbone and timm's corresponding model, as overhead percentages.
+  plain backbone and timm's corresponding model, as overhead percentages;
+- call overhead (``--call-overhead``, :mod:`attention_lib.benchmark.call_overhead`): what
+  one inference call costs besides its kernels, on a small map, with warm caches and
+  with caches just flushed (as inside a network).
 
 Usage::
 
     python -m attention_lib.benchmark                                # all modules, 1 thread
     python -m attention_lib.benchmark --modules SE,ECA --formats channels_last --modes eval
     python -m attention_lib.benchmark --profile                     # top operators where ours/ref > 1
+    python -m attention_lib.benchmark --batch 4 --stages 256x28,512x14,1024x7,2048x4  # the 112 px stages
+    python -m attention_lib.benchmark --call-overhead               # per-call cost, warm and cold
     python -m attention_lib.benchmark --json book/results/benchmark_cpu.json
     python -m attention_lib.benchmark --models --json book/results/whole_model_cpu.json
     python -m attention_lib.benchmark --models --quick              # a minute: a smoke check, not a result

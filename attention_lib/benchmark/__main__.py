@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from attention_lib.benchmark.call_overhead import call_overhead, format_overhead_table
 from attention_lib.benchmark.common import RATIOS_PER_TWO_ROUNDS, keep_freed_memory, load_average, provenance, \
     set_threads
 from attention_lib.benchmark.modules import FORMATS, MODES, QUICK_STAGES, RESNET50_STAGES, format_table, run, \
@@ -62,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
     module.add_argument("--amp", action="store_true", help="autocast (bfloat16 on CPU, float16 on CUDA)")
     module.add_argument("--no-memory", action="store_true", help="skip the memory columns")
     module.add_argument("--profile", action="store_true", help="top operators of the rows where ours/ref > 1")
+    module.add_argument("--call-overhead", action="store_true",
+                        help="instead of the table: the per-call time of each module's inference on a small map, "
+                             "warm and with flushed caches (attention_lib.benchmark.call_overhead)")
     whole = p.add_argument_group("whole-model mode")
     whole.add_argument("--arch", default="resnet50")
     whole.add_argument("--attentions", default=None, help="comma-separated (default: every placeable attention)")
@@ -86,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--threads must be >= 1")
     if args.batch is not None and args.batch < 1:
         p.error("--batch must be >= 1")
+    if args.call_overhead and (args.models or args.device != "cpu"):
+        p.error("--call-overhead measures modules on the CPU: leave out --models and --device")
+    if not args.models:
+        try:
+            selected_cases(_names(args.modules))
+        except ValueError as error:
+            p.error(str(error))
     cpus = set_threads(args.threads, pin=not args.no_pin)
     allocator = keep_freed_memory() if args.allocator == "keep" else "system default"
     before = load_average()
@@ -94,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
                  "ratios": RATIOS_PER_TWO_ROUNDS})
     print(f"threads={torch.get_num_threads()} cpus={cpus} cpu={meta['hardware']['cpu']!r} "
           f"torch={meta['torch']} timm={meta['timm']} load average={before}\nallocator: {allocator}", flush=True)
-    if args.models:
+    if args.call_overhead:
+        rounds = 3 if args.quick else 200
+        rows = call_overhead(_names(args.modules), formats, batch=args.batch or 2, rounds=rounds,
+                             warmup=1 if args.quick else 10)
+        meta.update({"batch": args.batch or 2, "rounds": rounds})
+        print(format_overhead_table(rows))
+    elif args.models:
         if args.quick:
             options = dict(batch=2, image_size=64, min_rounds=2, max_rounds=2, warmup=1)
         else:
@@ -114,10 +131,6 @@ def main(argv: list[str] | None = None) -> int:
         modes = tuple(_names(args.modes) or ())
         if not modes or set(modes) - set(MODES):
             p.error(f"--modes must name some of {MODES}, got {args.modes!r}")
-        try:
-            selected_cases(_names(args.modules))
-        except ValueError as error:
-            p.error(str(error))
         if args.batch is None:
             args.batch = 2 if args.quick else 16
         stages = args.stages or (QUICK_STAGES if args.quick else RESNET50_STAGES)
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        kind = "whole_model" if args.models else "modules"
+        kind = "call_overhead" if args.call_overhead else "whole_model" if args.models else "modules"
         path.write_text(json.dumps({"kind": kind, "meta": meta, "rows": rows}, indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {path}")
     return 0

@@ -8,7 +8,9 @@ The JSON files are written by ``python -m attention_lib.benchmark`` (module mode
 - :func:`provenance_text`: the sentence that says how, where and when it was measured;
 - :func:`whole_model_table` and :func:`overhead_figure`: the whole-model overheads, as an
   HTML table and as a plot (overhead % per mechanism, median with its IQR);
-- :func:`module_ratio_table`: the module benchmark's ratios ours / reference.
+- :func:`module_ratio_table`: the module benchmark's ratios ours / reference;
+- :func:`call_overhead_table`: the per-call cost of each module's inference, warm and with
+  flushed caches (``--call-overhead``).
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from attention_lib.benchmark.common import RATIOS_PER_TWO_ROUNDS
 
 from attention_lib.toolkit.display import Table, table
 
-__all__ = ["load_results", "provenance_text", "whole_model_table", "overhead_figure", "module_ratio_table"]
+__all__ = ["load_results", "provenance_text", "whole_model_table", "overhead_figure", "module_ratio_table",
+           "call_overhead_table"]
 
-_KINDS = ("modules", "whole_model")
+_KINDS = ("modules", "whole_model", "call_overhead")
 
 
 def load_results(path: str | Path, kind: str | None = None) -> dict:
-    """The benchmark result stored at ``path``; ``kind`` ("modules" or "whole_model"),
-    if given, must match the file's.
+    """The benchmark result stored at ``path``; ``kind`` ("modules", "whole_model" or
+    "call_overhead"), if given, must match the file's.
 
     Raises:
         FileNotFoundError: no such file.
@@ -173,3 +176,35 @@ def module_ratio_table(result: dict, mode: str = "train") -> Table:
                f"memory: the largest ratio of our peak bytes to the reference's (at most 1: never more). "
                f"{provenance_text(result)}")
     return table(pd.DataFrame(list(records.values())), caption)
+
+
+def _microseconds(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
+def call_overhead_table(result: dict) -> Table:
+    """The per-call cost of each module's inference (``--call-overhead``): microseconds with
+    caches just flushed and warm, ours and the reference's, and their ratios (median ± IQR)."""
+    if result.get("kind") != "call_overhead":
+        raise ValueError("call_overhead_table needs a call-overhead result "
+                         "(python -m attention_lib.benchmark --call-overhead)")
+    records = []
+    for row in result["rows"]:
+        record = {"module": row["module"], "against": row["reference"] or "–",
+                  "format": "cl" if row["format"] == "channels_last" else "nchw"}
+        for kind in ("cold", "warm"):
+            record[f"{kind}: ours (µs)"] = _microseconds(row[f"ours_{kind}_us"])
+            record[f"{kind}: reference (µs)"] = _microseconds(row[f"reference_{kind}_us"])
+            ratio, iqr = row[f"{kind}_ratio"], row[f"{kind}_ratio_iqr"]
+            record[f"{kind}: ours / reference"] = "–" if ratio is None else f"{ratio:.2f} ± {iqr:.2f}"
+        records.append(record)
+    first = result["rows"][0] if result["rows"] else {}
+    shape = (f"a ({first['batch']}, {first['channels']}, {first['size']}, {first['size']}) map"
+             if first else "a small map")
+    flushed = f"{first['flush_bytes'] / 2**20:g} MB" if first else "a buffer larger than the caches"
+    caption = (f"Time of one inference call (eval, no gradients) on {shape}, in microseconds, median of "
+               f"{first.get('rounds', '?')} rounds; cold: right after copying {flushed}, which evicts the "
+               f"module's code and data from the CPU's caches; warm: the same call again at once; ours / "
+               f"reference: median ± IQR of the {_ratios(result['meta'])} (nchw = contiguous, cl = "
+               f"channels-last). {provenance_text(result)}")
+    return table(pd.DataFrame(records), caption)
