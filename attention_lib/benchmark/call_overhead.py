@@ -7,8 +7,9 @@ cost depends on what the caches hold. Timed in a loop, the same call runs again 
 on warm caches; inside a network a module runs after layers that have streamed megabytes
 through them, so its Python code and data, and PyTorch's dispatch code, come back from
 memory. On this project's CPU a module's inference call on a ``(2, 64, 8, 8)`` map cost
-several times as much cold as warm (hundreds of microseconds against tens), which is the
-size of the difference between two modules with the same kernels on a 1 ms map.
+up to an order of magnitude more cold than warm, and two modules with the same kernels
+differed in that cost by tens of microseconds: a few percent of a pass over a 1 ms map,
+the margin by which such modules' rows in the module table move.
 
 :func:`call_overhead` times each case's inference call on a small map, ours and the
 reference in alternation, each call twice per round: cold, just after a copy of
