@@ -106,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads={torch.get_num_threads()} cpus={cpus} cpu={meta['hardware']['cpu']!r} "
           f"torch={meta['torch']} timm={meta['timm']} load average={before}\nallocator: {allocator}", flush=True)
     if args.call_overhead:
-        rounds = 3 if args.quick else 200
-        rows = call_overhead(_names(args.modules), formats, batch=args.batch or 2, rounds=rounds,
-                             warmup=1 if args.quick else 10)
-        meta.update({"batch": args.batch or 2, "rounds": rounds})
+        batch, rounds = args.batch or 2, 3 if args.quick else 200
+        rows = call_overhead(_names(args.modules), formats, batch=batch, rounds=rounds, warmup=1 if args.quick else 10)
+        meta.update({"batch": batch, "rounds": rounds})
         print(format_overhead_table(rows))
     elif args.models:
         if args.quick:
@@ -139,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                    modules=_names(args.modules), profile=args.profile,
                    min_seconds=0.0 if args.quick else args.min_time, memory=not args.no_memory,
                    progress=True)
-        meta.update({"batch": args.batch, "stages": [list(stage) for stage in stages], "warmup": args.warmup, "repeats": args.repeats, "min_time_s": args.min_time,
+        meta.update({"batch": args.batch, "stages": [list(stage) for stage in stages], "warmup": args.warmup,
+                     "repeats": args.repeats, "min_time_s": args.min_time,
                      "amp": args.amp, "modes": list(modes)})
         print(format_table(rows))
     meta["load_average_after"] = load_average()

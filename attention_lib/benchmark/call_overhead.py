@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from attention_lib.benchmark.common import median_iqr, ratio_stats
-from attention_lib.benchmark.modules import FORMATS, selected_cases
+from attention_lib.benchmark.common import layout_of, median_iqr, ratio_stats
+from attention_lib.benchmark.modules import FORMATS, _number, selected_cases
 
 __all__ = ["FLUSH_BYTES", "call_overhead", "format_overhead_table"]
 
@@ -53,7 +53,7 @@ def call_overhead(modules: list[str] | None = None, formats: tuple[str, ...] = F
     rows = []
     for case in selected_cases(modules):
         for memory_format in formats:
-            layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+            layout = layout_of(memory_format)
             torch.manual_seed(0)
             x = torch.randn(batch, channels, size, size).contiguous(memory_format=layout)
             built = {"ours": case.ours(channels)}
@@ -93,10 +93,6 @@ def call_overhead(modules: list[str] | None = None, formats: tuple[str, ...] = F
     return rows
 
 
-def _cell(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
 def format_overhead_table(rows: list[dict]) -> str:
     """The rows of :func:`call_overhead` as a text table, with one line saying how it was measured."""
     lines = [f"{'module':<16} {'ref':<8} {'format':<14} {'ours cold':>10} {'ref cold':>10} {'ratio':>6} {'±IQR':>5} "
@@ -104,9 +100,10 @@ def format_overhead_table(rows: list[dict]) -> str:
     for row in rows:
         lines.append(
             f"{row['module']:<16} {row['reference'] or '—':<8} {row['format']:<14} "
-            f"{_cell(row['ours_cold_us']):>10} {_cell(row['reference_cold_us']):>10} {_cell(row['cold_ratio'], 2):>6} "
-            f"{_cell(row['cold_ratio_iqr'], 2):>5} {_cell(row['ours_warm_us']):>10} {_cell(row['reference_warm_us']):>10} "
-            f"{_cell(row['warm_ratio'], 2):>6}")
+            f"{_number(row['ours_cold_us'], 10, 1)} {_number(row['reference_cold_us'], 10, 1)} "
+            f"{_number(row['cold_ratio'], 6)} {_number(row['cold_ratio_iqr'], 5)} "
+            f"{_number(row['ours_warm_us'], 10, 1)} {_number(row['reference_warm_us'], 10, 1)} "
+            f"{_number(row['warm_ratio'], 6)}")
     if rows:
         first = rows[0]
         lines.append(f"microseconds per inference call on a ({first['batch']}, {first['channels']}, {first['size']}, "

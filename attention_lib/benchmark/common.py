@@ -17,10 +17,15 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["interleaved_times", "median_iqr", "ratio_stats", "RATIOS_PER_TWO_ROUNDS", "peak_bytes", "set_threads", "keep_freed_memory",
+__all__ = ["layout_of", "interleaved_times", "median_iqr", "ratio_stats", "RATIOS_PER_TWO_ROUNDS", "peak_bytes", "set_threads", "keep_freed_memory",
            "hardware", "provenance", "load_average"]
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def layout_of(memory_format: str) -> torch.memory_format:
+    """PyTorch's memory format for one of the benchmark's format names ("contiguous", "channels_last")."""
+    return torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
 
 
 def _seconds(step: Callable[[], object], device_type: str) -> float:

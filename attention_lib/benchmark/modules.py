@@ -68,7 +68,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from attention_lib.bam import BAM
-from attention_lib.benchmark.common import interleaved_times, median_iqr, peak_bytes, ratio_stats
+from attention_lib.benchmark.common import interleaved_times, layout_of, median_iqr, peak_bytes, ratio_stats
 from attention_lib.cbam import CBAM
 from attention_lib.coordinate_attention import CoordinateAttention
 from attention_lib.efficient_channel_attention import ECA, SEVar1, SEVar2, SEVar3
@@ -377,7 +377,7 @@ def run(batch: int = 16, stages: list[tuple[int, int]] | None = None, device: st
     bar = tqdm(grid, desc="module benchmark", unit="row", disable=not progress, file=sys.stderr)
     for case, channels, size, memory_format, mode in bar:
         bar.set_postfix_str(f"{case.name} {channels}x{size}² {memory_format} {mode}", refresh=False)
-        layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+        layout = layout_of(memory_format)
         torch.manual_seed(seed)
         x = torch.randn(batch, channels, size, size, device=device).to(memory_format=layout)
         x.requires_grad_(mode == "train")

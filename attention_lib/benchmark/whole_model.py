@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_lib.benchmark.common import median_iqr, ratio_stats
+from attention_lib.benchmark.common import layout_of, median_iqr, ratio_stats
 from attention_lib.costs import model_flops
 from attention_lib.mechanisms import placeable
 from attention_lib.models import create_model
@@ -141,7 +141,7 @@ def run_models(arch: str = "resnet50", attentions: list[str] | None = None, batc
     rows = []
     start = time.perf_counter()
     for index, memory_format in enumerate(formats):
-        layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+        layout = layout_of(memory_format)
         xf = x.to(memory_format=layout)
         steps = {}
         for label, model in models.items():
