@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from attention_lib import SE, CBAM, ECA, BAM, GatherExcite, NonLocal, SelectiveKernel, SplitAttention
+from attention_lib import primitives
 from attention_lib.primitives import (
     _kernels, _Squeeze, add_residual, amax_pool, attend, as_declared, bottleneck_width, conv_across_channels, conv_norm, depthwise_conv, gate_conv, mean_pool, pointwise, reduce_keepdim,
     rescale, rescale_nearest, squeeze,
@@ -92,10 +93,49 @@ def test_short_contiguous_rows_are_averaged_by_a_matrix_vector_product(pool):
             assert torch.equal(pool(big), big.mean((2, 3), keepdim=True))
             double = x.double()
             assert torch.equal(pool(double), double.mean((2, 3), keepdim=True))
-            assert torch.equal(pool(x, 2), x.mean(2, keepdim=True))
+            assert torch.equal(pool(wide, 2), wide.mean(2, keepdim=True))  # rows 17 wide: x.mean
             assert pool(x[:0]).shape == (0, 16, 1, 1) and pool(x[:0], 3).shape == (0, 16, 9, 1)
     finally:
         torch.set_num_threads(threads)
+
+
+def _halves_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum over the height, top half plus bottom half until one row is left (by hand)."""
+    rows = list(x.unbind(2))
+    while len(rows) > 1:
+        half = len(rows) // 2
+        summed = [rows[i] + rows[len(rows) - half + i] for i in range(half)]
+        if len(rows) % 2:
+            summed[0] = summed[0] + rows[half]
+        rows = summed
+    return rows[0].unsqueeze(2)
+
+
+@pytest.mark.parametrize("height", [2, 7, 9, 14])
+@pytest.mark.parametrize("pool", [squeeze, mean_pool], ids=["squeeze", "mean_pool"])
+def test_the_height_of_a_narrow_map_is_summed_by_halves(pool, height):
+    torch.manual_seed(5)
+    x = torch.randn(3, 16, height, 7)
+    with torch.no_grad():
+        fast = pool(x, 2)
+        total = reduce_keepdim(torch.sum, x, (2,))
+    assert torch.equal(total, _halves_sum(x))  # the tree ran, for sums too
+    assert torch.equal(fast, _halves_sum(x) / height)
+    torch.testing.assert_close(fast, x.mean(2, keepdim=True))
+    torch.testing.assert_close(total, x.sum(2, keepdim=True))
+    assert fast.shape == (3, 16, 1, 7)
+    with torch.no_grad():  # maps 10 or more wide, one row high, other dtypes, strided maps: x.mean
+        for other in (torch.randn(3, 16, height, 10), torch.randn(3, 16, 1, 7), x.double(), x.bfloat16(),
+                      x.transpose(2, 3).contiguous().transpose(2, 3)):
+            assert torch.equal(pool(other, 2), other.mean(2, keepdim=True))
+    one_row = torch.randn(2, 4, 1, 7)
+    kept = one_row.clone()
+    with torch.no_grad():  # one row: nothing to add, and the input is not divided in place
+        assert torch.equal(pool(one_row, 2), kept) and torch.equal(one_row, kept)
+    # with a gradient to record, mean_pool stays x.mean (squeeze's own backward makes it safe there)
+    xg = x.clone().requires_grad_()
+    assert torch.equal(mean_pool(xg, 2), x.mean(2, keepdim=True))
+    assert torch.equal(_grads(squeeze(xg, 2), xg, torch.ones(3, 16, 1, 7))[0], torch.full_like(x, 1 / height))
 
 
 def test_the_averaging_vector_made_in_inference_mode_serves_training():
@@ -615,6 +655,12 @@ def _conv_and_norm(conv_args, conv_kwargs, affine=True, dtype=torch.float64):
     return conv, norm
 
 
+@pytest.fixture
+def fold_any_size(monkeypatch):
+    """conv_norm folds on maps of any size (its threshold is measured for full-size maps)."""
+    monkeypatch.setattr(primitives, "_FOLD_MIN_ENTRIES", 0)
+
+
 _CONV_NORM_CASES = {  # name: (Conv2d args, kwargs, input spatial size)
     "dense 3x3 with bias": ((6, 10, 3), {"padding": 1}, (9, 9)),
     "grouped, no bias": ((8, 12, 3), {"padding": 1, "groups": 2, "bias": False}, (7, 7)),  # Split-Attention's
@@ -627,7 +673,7 @@ _CONV_NORM_CASES = {  # name: (Conv2d args, kwargs, input spatial size)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("case", list(_CONV_NORM_CASES))
-def test_conv_norm_in_eval_mode_equals_the_pair_with_gradients(case, affine, channels_last):
+def test_conv_norm_in_eval_mode_equals_the_pair_with_gradients(case, affine, channels_last, fold_any_size):
     args, kwargs, size = _CONV_NORM_CASES[case]
     conv, norm = _conv_and_norm(args, kwargs, affine)
     norm.eval()
@@ -652,13 +698,20 @@ def test_conv_norm_in_eval_mode_equals_the_pair_with_gradients(case, affine, cha
         assert torch.allclose(conv_norm(conv, norm, x), pair, rtol=1e-10, atol=1e-10)
 
 
-def test_conv_norm_folds_the_norm_only_where_it_uses_running_statistics_and_costs_little():
+def test_conv_norm_folds_the_norm_only_where_it_uses_running_statistics_and_costs_little(monkeypatch):
     conv, norm = _conv_and_norm((6, 10, 3), {"padding": 1}, dtype=torch.float32)
     calls, handles = _forward_calls([norm])
     x = torch.randn(8, 6, 8, 8).contiguous(memory_format=torch.channels_last)
     try:
         norm.eval()
         with torch.no_grad():
+            # a map under _FOLD_MIN_ENTRIES: folding would cost more than the norm's pass
+            assert x.numel() < primitives._FOLD_MIN_ENTRIES
+            unfolded = conv_norm(conv, norm, x)
+            assert calls == [False]  # the batch norm ran
+            assert torch.equal(unfolded, norm(conv(x)))
+            calls.clear()
+            monkeypatch.setattr(primitives, "_FOLD_MIN_ENTRIES", x.numel())  # from x's size on: folded
             folded = conv_norm(conv, norm, x)
             assert calls == []  # eval mode: no batch norm ran, one convolution did
             assert torch.allclose(folded, norm(conv(x)), atol=1e-5)
@@ -696,7 +749,7 @@ def test_conv_norm_folds_the_norm_only_where_it_uses_running_statistics_and_cost
     (lambda: NonLocal(16), 1),  # BN(W_z y), eq. (9.6)
     (lambda: SplitAttention(16, 16, radix=2), 1),  # eq. (12.1); the bottleneck's norm (12.4) acts on pooled vectors
 ], ids=["GE-θ e=8", "GE-θ+ global", "Non-local", "Split-Attention"])
-def test_modules_fold_their_batch_norms_in_eval_mode(make, folded):
+def test_modules_fold_their_batch_norms_in_eval_mode(make, folded, fold_any_size):
     torch.manual_seed(3)
     module = make().double()
     norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -769,7 +822,7 @@ def test_reduce_keepdim_of_a_channels_last_map_is_the_plain_reduction(dim, reduc
     torch.testing.assert_close(x.grad, plain.grad)
     contiguous = x.detach().contiguous()
     lean, plain = reduce_keepdim(reduction, contiguous, dim), reduction(contiguous, dim=dim, keepdim=True)
-    if reduction is torch.mean:  # short rows may be averaged by a matrix-vector product (above)
+    if reduction is not torch.amax:  # short rows: a matrix-vector product; narrow maps' heights: halves (above)
         torch.testing.assert_close(lean, plain)
     else:  # any other layout takes the plain call
         assert torch.equal(lean, plain)
