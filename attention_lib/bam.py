@@ -40,14 +40,13 @@ class BAMChannelBranch(nn.Module):
         self.width = bottleneck_width(channels, reduction, min_width)
         self.reduce = nn.Conv2d(channels, self.width, kernel_size=1, bias=False)  # W1 of eq. (5.1)
         self.bn = nn.BatchNorm2d(self.width)
-        self.relu = nn.ReLU(inplace=True)  # delta
         self.expand = nn.Conv2d(self.width, channels, kernel_size=1)  # W2, b2 of eq. (5.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_feature_map(x, self.channels, "BAMChannelBranch")
         check_batch_statistics(self.training, x, x.shape[0], "BAMChannelBranch")
         z = squeeze(x)  # channel descriptor z
-        return pointwise(self.expand, self.relu(self.bn(pointwise(self.reduce, z))))  # eq. (5.1)
+        return pointwise(self.expand, torch.relu(self.bn(pointwise(self.reduce, z))))  # eq. (5.1): delta
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, width={self.width}"

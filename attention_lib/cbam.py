@@ -69,9 +69,7 @@ class ChannelAttention(nn.Module):
         self.pools = _check_pools(pools)
         # Same layers, names and shapes as attention_lib.SE: W1 is (d x c), W2 is (c x d).
         self.reduce = nn.Conv2d(channels, self.width, kernel_size=1)  # W1 of eq. (4.3)-(4.4)
-        self.relu = nn.ReLU(inplace=True)  # delta
         self.expand = nn.Conv2d(self.width, channels, kernel_size=1)  # W2 of eq. (4.3)-(4.4)
-        self.gate = nn.Sigmoid()  # sigma of eq. (4.5)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``a`` of eq. (4.5), shaped ``(n, c, 1, 1)``."""
@@ -82,11 +80,11 @@ class ChannelAttention(nn.Module):
             for pool in self.pools
         ]
         if len(descriptors) == 1:
-            return self.gate(pointwise(self.expand, self.relu(pointwise(self.reduce, descriptors[0]))))
+            return torch.sigmoid(pointwise(self.expand, torch.relu(pointwise(self.reduce, descriptors[0]))))
         # The MLP is shared, so both descriptors go through it as one batch of 2n
         # (eq. 4.3 and 4.4 in one call); the results are then summed (eq. 4.5).
-        logits = pointwise(self.expand, self.relu(pointwise(self.reduce, torch.cat(descriptors))))
-        return self.gate(logits.unflatten(0, (len(descriptors), x.shape[0])).sum(dim=0))
+        logits = pointwise(self.expand, torch.relu(pointwise(self.reduce, torch.cat(descriptors))))
+        return torch.sigmoid(logits.unflatten(0, (len(descriptors), x.shape[0])).sum(dim=0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (4.5): channel-wise product
@@ -127,7 +125,6 @@ class SpatialAttention(nn.Module):
         # W of eq. (4.8): 2 input maps (Z1, Z2), 1 output map, same-size padding.
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not batch_norm)
         self.norm = nn.BatchNorm2d(1) if batch_norm else nn.Identity()
-        self.gate = nn.Sigmoid()  # sigma of eq. (4.8)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The spatial map ``A`` of eq. (4.8), shaped ``(n, 1, h, w)``."""
@@ -135,7 +132,7 @@ class SpatialAttention(nn.Module):
         if self.batch_norm:
             check_batch_statistics(self.training, x, x.shape[0] * x.shape[2] * x.shape[3], "SpatialAttention")
         z = torch.cat([squeeze(x, dim=1), amax_pool(x, dim=1)], dim=1)  # eq. (4.6), (4.7)
-        return self.gate(self.norm(gate_conv(self.conv, z)))  # eq. (4.8)
+        return torch.sigmoid(self.norm(gate_conv(self.conv, z)))  # eq. (4.8)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (4.9): the same map for every channel

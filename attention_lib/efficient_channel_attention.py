@@ -44,12 +44,11 @@ class SEVar1(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = check_int(channels, "channels")
-        self.gate = nn.Sigmoid()
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(z)`` of eq. (3.1), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar1")
-        return self.gate(squeeze(x))  # eq. (2.1), then eq. (3.1)
+        return torch.sigmoid(squeeze(x))  # eq. (2.1), then eq. (3.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3)
@@ -78,12 +77,11 @@ class SEVar2(nn.Module):
         check_bool(bias, "bias")
         # groups=c: output channel i sees input channel i only, i.e. w_i * z_i.
         self.excite = nn.Conv2d(channels, channels, kernel_size=1, groups=channels, bias=bias)
-        self.gate = nn.Sigmoid()
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(w * z)`` of eq. (3.2), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar2")
-        return self.gate(pointwise(self.excite, squeeze(x)))  # eq. (2.1), then eq. (3.2)
+        return torch.sigmoid(pointwise(self.excite, squeeze(x)))  # eq. (2.1), then eq. (3.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3)
@@ -111,12 +109,11 @@ class SEVar3(nn.Module):
         self.channels = check_int(channels, "channels")
         check_bool(bias, "bias")
         self.excite = nn.Conv2d(channels, channels, kernel_size=1, bias=bias)  # W of eq. (3.3)
-        self.gate = nn.Sigmoid()
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(W z)`` of eq. (3.3), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SEVar3")
-        return self.gate(pointwise(self.excite, squeeze(x)))  # eq. (2.1), then eq. (3.3)
+        return torch.sigmoid(pointwise(self.excite, squeeze(x)))  # eq. (2.1), then eq. (3.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3)
@@ -196,14 +193,13 @@ class ECA(nn.Module):
         self.kernel_size = kernel_size
         # One input and one output channel: the pooled descriptor is a length-c signal.
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)  # w of eq. (3.4)
-        self.gate = nn.Sigmoid()
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``sigma(w * z)`` of eq. (3.4), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "ECA")
         n = x.shape[0]
         z = squeeze(x).view(n, 1, self.channels)  # eq. (2.1) as a 1-channel signal
-        return self.gate(conv_across_channels(self.conv, z)).view(n, self.channels, 1, 1)  # eq. (3.4)
+        return torch.sigmoid(conv_across_channels(self.conv, z)).view(n, self.channels, 1, 1)  # eq. (3.4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3)

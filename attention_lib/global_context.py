@@ -76,9 +76,7 @@ class GlobalContext(nn.Module):
         self.key = nn.Conv2d(channels, 1, kernel_size=1) if pooling == "attention" else None
         self.reduce = nn.Conv2d(channels, self.width, kernel_size=1)  # W_v1 of eq. (10.5)
         self.norm = nn.LayerNorm([self.width, 1, 1], eps=eps) if layer_norm else nn.Identity()  # LN
-        self.relu = nn.ReLU(inplace=True)
         self.expand = nn.Conv2d(self.width, channels, kernel_size=1)  # W_v2 of eq. (10.5)
-        self.gate = nn.Sigmoid() if fusion == "scale" else None  # sigma of eq. (10.7)
         if zero_init:
             nn.init.zeros_(self.expand.weight)
             nn.init.zeros_(self.expand.bias)
@@ -101,13 +99,13 @@ class GlobalContext(nn.Module):
     def transform(self, context: torch.Tensor) -> torch.Tensor:
         """``W_v2 ReLU(LN(W_v1 c))``, eq. (10.5), shaped ``(n, c, 1, 1)``."""
         # `pointwise` applies a 1x1 convolution to a 1x1 map as the matrix product it is.
-        return pointwise(self.expand, self.relu(self.norm(pointwise(self.reduce, context))))
+        return pointwise(self.expand, torch.relu(self.norm(pointwise(self.reduce, context))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         delta = self.transform(self.context(x, self.attention(x)))  # eq. (10.3)-(10.5)
-        if self.gate is None:
+        if self.fusion == "add":
             return x + delta  # eq. (10.6): the same vector added at every position
-        return rescale(x, self.gate(delta))  # eq. (10.7): one weight per channel, as SE
+        return rescale(x, torch.sigmoid(delta))  # eq. (10.7): one weight per channel, as SE
 
     def named_maps(self, x: torch.Tensor, weights: torch.Tensor) -> list[tuple[str, torch.Tensor, tuple[str, ...]]]:
         """For the recorder: the one context map per image, ``("batch", "height", "width")``."""

@@ -138,7 +138,6 @@ class SelectiveKernel(nn.Module):
         # Fuse, eq. (7.4): on a 1x1 map a 1x1 convolution is the fully connected layer W.
         self.reduce = nn.Conv2d(out_channels, self.width, kernel_size=1, bias=False)
         self.bn = _PooledBatchNorm2d(self.width)
-        self.relu = nn.ReLU(inplace=True)
         # Select, eq. (7.5): the m matrices W_i stacked into one layer with m * c outputs.
         self.select = nn.Conv2d(self.width, num_branches * out_channels, kernel_size=1, bias=False)
 
@@ -148,7 +147,7 @@ class SelectiveKernel(nn.Module):
         s = squeeze(branches[0])
         for u in branches[1:]:
             s = s + squeeze(u)
-        z = self.relu(self.bn(pointwise(self.reduce, s)))  # eq. (7.4)
+        z = torch.relu(self.bn(pointwise(self.reduce, s)))  # eq. (7.4)
         scores = pointwise(self.select, z).view(s.shape[0], self.num_branches, self.out_channels, 1, 1)  # (7.5)
         return scores.softmax(dim=1)  # eq. (7.6): across the branches, per channel
 

@@ -79,7 +79,6 @@ class SplitAttention(nn.Module):
         self.conv = nn.Conv2d(in_channels, radix * out_channels, kernel_size, stride=1 if pooled else stride,
                               padding=kernel_size // 2, groups=groups * radix, bias=False)
         self.norm = nn.BatchNorm2d(radix * out_channels)  # one BN over all splits = one BN per split
-        self.relu = nn.ReLU(inplace=True)
         # Eq. (12.4): per cardinal group, a fully connected layer (a 1x1 conv on the pooled map).
         self.reduce = nn.Conv2d(out_channels, width, kernel_size=1, groups=groups)
         self.reduce_norm = nn.BatchNorm2d(width)
@@ -88,14 +87,14 @@ class SplitAttention(nn.Module):
         self.pool = nn.AvgPool2d(3, stride, padding=1) if pooled else nn.Identity()
 
     def _splits(self, x: torch.Tensor) -> torch.Tensor:
-        u = self.relu(conv_norm(self.conv, self.norm, x))  # eq. (12.1), all splits at once: (n, R c, h, w)
+        u = torch.relu_(conv_norm(self.conv, self.norm, x))  # eq. (12.1), all splits at once, in place: (n, R c, h, w)
         return u.unflatten(1, (self.radix, self.out_channels))  # a view: (n, R, c, h, w)
 
     def _weights(self, splits: torch.Tensor) -> torch.Tensor:
         # Eqs. (12.2) and (12.3): the mean of the sum is the sum of the means, so pool all
         # R c channels at once and add the R pooled splits.
         s = squeeze(splits.flatten(1, 2)).unflatten(1, (self.radix, self.out_channels)).sum(dim=1)
-        z = self.relu(self.reduce_norm(self.reduce(s)))  # eq. (12.4)
+        z = torch.relu(self.reduce_norm(self.reduce(s)))  # eq. (12.4)
         scores = self.expand(z)  # eq. (12.5): channel order (cardinal group k, split r, channel j)
         n, k = scores.shape[0], self.groups
         if self.radix == 1:

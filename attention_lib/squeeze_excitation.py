@@ -39,15 +39,13 @@ class SE(nn.Module):
         # keep the published checkpoints' shapes, and `pointwise` applies them as the
         # matrix product they are, keeping the (n, c, 1, 1) shape of eq. (2.3).
         self.reduce = nn.Conv2d(channels, self.width, kernel_size=1)  # W1 of eq. (2.2)
-        self.relu = nn.ReLU(inplace=True)  # delta
         self.expand = nn.Conv2d(self.width, channels, kernel_size=1)  # W2 of eq. (2.2)
-        self.gate = nn.Sigmoid()  # sigma
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The channel weights ``a`` of eq. (2.2), shaped ``(n, c, 1, 1)``."""
         check_feature_map(x, self.channels, "SE")
         z = squeeze(x)  # eq. (2.1)
-        return self.gate(pointwise(self.expand, self.relu(pointwise(self.reduce, z))))  # eq. (2.2)
+        return torch.sigmoid(pointwise(self.expand, torch.relu(pointwise(self.reduce, z))))  # eq. (2.2): sigma, delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rescale(x, self.attention(x))  # eq. (2.3): scale

@@ -37,10 +37,9 @@ class TripletGate(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)  # W of eq. (14.2)
         self.norm = nn.BatchNorm2d(1, momentum=0.01)  # the authors' code: eps 1e-5, momentum 0.01
-        self.gate = nn.Sigmoid()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.norm(gate_conv(self.conv, z)))  # eq. (14.2)
+        return torch.sigmoid(self.norm(gate_conv(self.conv, z)))  # eq. (14.2)
 
 
 class TripletAttention(nn.Module):

@@ -106,7 +106,7 @@ def test_two_branch_softmax_is_sigmoid_of_the_difference():
     a = module.attention(x)
     branches = [branch(x) for branch in module.branches]
     s = sum(u.mean(dim=(2, 3), keepdim=True) for u in branches)
-    scores = module.select(module.relu(module.bn(module.reduce(s)))).view(2, 2, 32, 1, 1)
+    scores = module.select(torch.relu(module.bn(module.reduce(s)))).view(2, 2, 32, 1, 1)
     assert torch.allclose(a[:, 0], torch.sigmoid(scores[:, 0] - scores[:, 1]), atol=1e-6)
 
 

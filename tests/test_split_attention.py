@@ -101,7 +101,7 @@ def test_the_order_matters_with_several_cardinal_groups():
         right = unit.attention(x)[..., 0, 0]
         u = unit._splits(x)
         s = u.sum(1).mean(dim=(2, 3), keepdim=True)
-        wrong = unit.expand(unit.relu(unit.reduce_norm(unit.reduce(s)))).view(2, 2, 64).softmax(1)
+        wrong = unit.expand(torch.relu(unit.reduce_norm(unit.reduce(s)))).view(2, 2, 64).softmax(1)
     assert (wrong - right).abs().max() > 1e-2
 
 
@@ -136,7 +136,7 @@ def test_two_splits_are_a_sigmoid_of_the_score_difference():
     x = torch.randn(2, 32, 6, 6)
     with torch.no_grad():
         s = unit._splits(x).sum(1).mean(dim=(2, 3), keepdim=True)
-        e = unit.expand(unit.relu(unit.reduce_norm(unit.reduce(s))))[:, :, 0, 0]
+        e = unit.expand(torch.relu(unit.reduce_norm(unit.reduce(s))))[:, :, 0, 0]
         a = unit.attention(x)[:, :, :, 0, 0]
     torch.testing.assert_close(a[:, 0], torch.sigmoid(e[:, :32] - e[:, 32:]))
 

@@ -110,7 +110,10 @@ def test_gate_layers_match_the_official_code():
     gate = TripletGate(7)
     assert gate.conv.bias is None and gate.conv.weight.shape == (1, 2, 7, 7) and gate.conv.padding == (3, 3)
     assert gate.norm.affine and gate.norm.num_features == 1 and gate.norm.eps == 1e-5 and gate.norm.momentum == 0.01
-    assert [type(m) for m in gate.children()] == [nn.Conv2d, nn.BatchNorm2d, nn.Sigmoid]  # no ReLU
+    assert [type(m) for m in gate.children()] == [nn.Conv2d, nn.BatchNorm2d]  # no ReLU
+    z = torch.randn(2, 2, 5, 6)
+    with torch.no_grad():  # then the sigmoid, eq. (14.2)
+        torch.testing.assert_close(gate.eval()(z), torch.sigmoid(gate.norm(gate.conv(z))))
 
 
 @pytest.mark.parametrize("kernel_size", [1, 3, 5, 7, 9])

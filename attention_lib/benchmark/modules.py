@@ -190,7 +190,7 @@ class PlainBAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.bam.channel
-        m_c = branch.expand(branch.relu(branch.bn(branch.reduce(x.mean(dim=(2, 3), keepdim=True)))))
+        m_c = branch.expand(torch.relu(branch.bn(branch.reduce(x.mean(dim=(2, 3), keepdim=True)))))
         m_s = self.bam.spatial.body(x)
         return x + x * torch.sigmoid(m_c + m_s)
 
