@@ -614,12 +614,13 @@ def conv_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.T
     costs little: a weight at most a quarter of ``x``'s size, on a channels-last ``x``. (On
     a contiguous map, oneDNN first copies ``x`` into its blocked layout; when the output is
     smaller than ``x``, as after a stride-2 gather stage, that copy sets the peak and the
-    folded weight would add to it.) And only on an ``x`` of at least 2^20 entries: the few
-    small operations that fold the batch norm cost more than its pass over a smaller
-    map (GE-θ's gather on a CPU, batches 1-4: 2-11 % slower from 100 to 400 thousand
-    entries, level at 800 thousand, 7-18 % faster from 1.6 million). Gradients reach
-    ``conv``'s and ``norm``'s parameters through the folding. Otherwise (training, a norm without running statistics or of
-    another width, inside :func:`as_declared`) it is ``norm(conv(x))``. A depthwise
+    folded weight would add to it.) And only on an ``x`` of at least 2^20 entries
+    (``_FOLD_MIN_ENTRIES``): the few small operations that fold the batch norm cost more
+    than its pass over a smaller map (GE-θ's gather on a CPU, batches 1-4: 2-11 % slower
+    from 100 to 400 thousand entries, level at 800 thousand, 7-18 % faster from 1.6
+    million). Gradients reach ``conv``'s and ``norm``'s parameters through the folding.
+    Otherwise (training, a norm without running statistics or of another width, inside
+    :func:`as_declared`) it is ``norm(conv(x))``. A depthwise
     ``conv`` runs through :func:`depthwise_conv` either way. Same values as
     ``norm(conv(x))`` up to float rounding.
     """
