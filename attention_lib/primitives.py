@@ -71,7 +71,9 @@ def reduce_keepdim(reduction, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Te
 
     - the mean over both (global average pooling, eq. 2.1) of a channels-last map is
       average pooling with one window the size of the map, a kernel that runs along the
-      contiguous channels: 1.3-2 times faster;
+      contiguous channels: 1.3-2 times faster on maps of at most 32 x 32 pixels and on
+      tensors of 16 MB or more; in between, a single image's 56 x 56 map for instance,
+      ``x.mean`` is 1.1-1.4 times faster and is kept;
     - the mean of short contiguous rows, the width of a float32 map under 17 pixels or,
       on one thread, a whole map under 64 pixels, is a matrix-vector product with a
       vector of ``1 / length``: 0.3-0.8 times the time of ``x.mean``, whose reduction
@@ -92,7 +94,8 @@ def reduce_keepdim(reduction, x: torch.Tensor, dim: tuple[int, ...]) -> torch.Te
         return reduction(x.permute(nhwc), dim=moved, keepdim=True).permute(0, 3, 1, 2)
     if (reduction is torch.mean and x.is_cpu and not (x.requires_grad and torch.is_grad_enabled())
             and x.dim() == 4 and x.is_floating_point()):
-        if channels_last and reduced == {2, 3}:
+        if channels_last and reduced == {2, 3} and (x.shape[2] * x.shape[3] <= 1024
+                                                    or x.numel() * x.element_size() >= 2**24):
             return F.avg_pool2d(x, x.shape[2:])  # one window over the whole map: its mean
         row = _short_row(x, reduced)
         if row:  # x is contiguous: each mean averages `row` neighbouring numbers

@@ -64,6 +64,22 @@ def test_global_mean_of_a_channels_last_map_without_gradients_is_average_pooling
     assert torch.equal(mean_pool(x.requires_grad_()), x.mean(dim=(2, 3), keepdim=True))
 
 
+@pytest.mark.parametrize("pool", [squeeze, mean_pool], ids=["squeeze", "mean_pool"])
+def test_average_pooling_takes_small_maps_and_large_tensors_only(pool):
+    """Between maps of 32 x 32 pixels and tensors of 16 MB, x.mean is faster: it is kept."""
+    torch.manual_seed(6)
+    layout = torch.channels_last
+    edge = torch.randn(1, 8, 32, 32).contiguous(memory_format=layout)  # 1024 pixels: pooled
+    wide = torch.randn(1, 8, 40, 40).contiguous(memory_format=layout)  # 1600 pixels, 51 kB: x.mean
+    large = torch.randn(4, 64, 128, 128).contiguous(memory_format=layout)  # 16 MB: pooled
+    with torch.no_grad():
+        assert torch.equal(pool(edge), F.avg_pool2d(edge, (32, 32)))
+        assert torch.equal(pool(wide), wide.mean(dim=(2, 3), keepdim=True))
+        assert large.numel() * large.element_size() == 2**24
+        assert torch.equal(pool(large), F.avg_pool2d(large, (128, 128)))
+        torch.testing.assert_close(pool(large), large.mean(dim=(2, 3), keepdim=True))
+
+
 def _mv_mean(x: torch.Tensor, row: int) -> torch.Tensor:
     return torch.mv(x.reshape(-1, row), torch.full((row,), 1 / row, dtype=x.dtype))
 
