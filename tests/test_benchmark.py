@@ -363,6 +363,29 @@ def test_whole_model_time_budget_stops_the_rounds():
     assert {row["rounds"] for row in result["rows"]} == {1}
 
 
+def test_committed_result_loads_the_file_or_says_how_to_make_it(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(view, "display", shown.append)
+    missing = tmp_path / "book" / "none.json"  # absolute: nothing to strip from the path
+    assert view.committed_result(missing, "modules", "--batch 1", "No batch-1 benchmark committed yet") is None
+    box = shown.pop()._repr_html_()
+    assert "No batch-1 benchmark committed yet" in box and "No such file" in box
+    assert f"<code>make benchmark ARGS=&#x27;--batch 1 --json {missing.as_posix()}&#x27;</code>" in box
+    # the chapters read ../book/results/...: the command names the path from the repository root
+    view.committed_result("../book/results/absent.json", "modules", "", "No module benchmark committed yet")
+    assert "ARGS=&#x27;--json book/results/absent.json&#x27;" in shown.pop()._repr_html_()
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"kind": "call_overhead", "meta": {}, "rows": []}))
+    assert view.committed_result(wrong, "modules", "", "No module benchmark committed yet") is None
+    box = shown.pop()._repr_html_()
+    assert "holds a &#x27;call_overhead&#x27; benchmark, expected &#x27;modules&#x27;" in box
+    assert f"ARGS=&#x27;--json {wrong.as_posix()}&#x27;" in box  # no arguments: nothing before --json
+    right = tmp_path / "right.json"
+    right.write_text(json.dumps({"kind": "modules", "meta": {"batch": 1}, "rows": []}))
+    assert view.committed_result(right, "modules", "", "unused") == {"kind": "modules", "meta": {"batch": 1}, "rows": []}
+    assert shown == []
+
+
 def test_renderer_tables_and_plot(tiny_whole_model, tmp_path):
     meta = common.provenance("python -m attention_lib.benchmark --models")
     meta.update(arch="resnet18", batch=2, image_size=32, load_average_before=[0.5, 0.5, 0.5])

@@ -5,6 +5,7 @@ The JSON files are written by ``python -m attention_lib.benchmark`` (module mode
 ``python -m attention_lib.benchmark --models`` (whole-model mode); nothing here measures.
 
 - :func:`load_results`: read one file and check that it is a benchmark result;
+- :func:`committed_result`: the same, or a note on the page saying how to make the file;
 - :func:`provenance_text`: the sentence that says how, where and when it was measured;
 - :func:`whole_model_table` and :func:`overhead_figure`: the whole-model overheads, as an
   HTML table and as a plot (overhead % per mechanism, median with its IQR);
@@ -19,12 +20,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import display
 
 from attention_lib.benchmark.common import RATIOS_PER_TWO_ROUNDS
 
-from attention_lib.toolkit.display import Table, table
+from attention_lib.toolkit.display import Table, callout, table
 
-__all__ = ["load_results", "provenance_text", "whole_model_table", "overhead_figure", "module_ratio_table",
+__all__ = ["load_results", "committed_result", "provenance_text", "whole_model_table", "overhead_figure", "module_ratio_table",
            "call_overhead_table"]
 
 _KINDS = ("modules", "whole_model", "call_overhead")
@@ -45,6 +47,20 @@ def load_results(path: str | Path, kind: str | None = None) -> dict:
     if kind is not None and data["kind"] != kind:
         raise ValueError(f"{path} holds a {data['kind']!r} benchmark, expected {kind!r}")
     return data
+
+
+def committed_result(path: str | Path, kind: str, args: str, missing: str) -> dict | None:
+    """The benchmark result committed at ``path`` (:func:`load_results`), or ``None`` after
+    displaying a note titled ``missing`` that gives the command which makes the file:
+    ``make benchmark ARGS='<args> --json <path>'`` (``args`` may be empty)."""
+    path = Path(path)
+    try:
+        return load_results(path, kind=kind)
+    except (FileNotFoundError, ValueError) as error:
+        command = f"make benchmark ARGS='{args + ' ' if args else ''}--json {path.as_posix().removeprefix('../')}'"
+        display(callout("note", missing, f"{error}. Run `{command}` on a quiet machine and commit the file: "
+                                          "this section then shows it."))
+        return None
 
 
 def provenance_text(result: dict) -> str:
